@@ -1,0 +1,16 @@
+//! vetric's domain: what a charger, a connector, a charging session and a tag *are*, and the
+//! rules that turn vendor observations into facts.
+//!
+//! This crate is pure on purpose (DESIGN.md rule 3): no I/O, no async, no clock. Every function
+//! that depends on time takes `now` as an argument, so property tests and replayed incidents run
+//! against exactly the code that runs in production.
+
+pub mod observation;
+pub mod secret;
+pub mod status;
+pub mod tag;
+
+pub use secret::Secret;
+pub use observation::{ChargerSnapshot, ConnectorSnapshot, TransactionRecord, VendorSnapshot};
+pub use status::ConnectorStatus;
+pub use tag::{Tag, TagError};
