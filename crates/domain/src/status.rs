@@ -77,7 +77,11 @@ impl ConnectorStatus {
     pub fn is_occupied(&self) -> bool {
         matches!(
             self,
-            Self::Preparing | Self::Charging | Self::SuspendedEV | Self::SuspendedEVSE | Self::Finishing
+            Self::Preparing
+                | Self::Charging
+                | Self::SuspendedEV
+                | Self::SuspendedEVSE
+                | Self::Finishing
         )
     }
 }
@@ -107,12 +111,23 @@ mod tests {
     #[test]
     fn vendor_spelling_round_trips_including_unknown_values() {
         for s in [
-            "Available", "Preparing", "Charging", "SuspendedEV", "SuspendedEVSE", "Finishing",
-            "Reserved", "Unavailable", "Faulted", "Occupied",
+            "Available",
+            "Preparing",
+            "Charging",
+            "SuspendedEV",
+            "SuspendedEVSE",
+            "Finishing",
+            "Reserved",
+            "Unavailable",
+            "Faulted",
+            "Occupied",
         ] {
             assert_eq!(ConnectorStatus::from_vendor(s).as_vendor_str(), s);
         }
-        assert_eq!(ConnectorStatus::from_vendor("Occupied").label_pt_br(), "Desconhecido");
+        assert_eq!(
+            ConnectorStatus::from_vendor("Occupied").label_pt_br(),
+            "Desconhecido"
+        );
         assert_eq!(ConnectorStatus::SuspendedEV.label_pt_br(), "Ocioso");
     }
 }

@@ -79,13 +79,19 @@ mod tests {
 
     #[test]
     fn same_card_in_different_case_and_padding_is_the_same_tag() {
-        assert_eq!(Tag::parse(" 5be07d1a ").unwrap(), Tag::parse("5BE07D1A").unwrap());
+        assert_eq!(
+            Tag::parse(" 5be07d1a ").unwrap(),
+            Tag::parse("5BE07D1A").unwrap()
+        );
     }
 
     #[test]
     fn empty_tag_is_unknown_not_an_error_when_optional() {
         assert_eq!(Tag::parse_optional("  ").unwrap(), None);
         assert_eq!(Tag::parse(""), Err(TagError::Empty));
-        assert!(matches!(Tag::parse("AB CD"), Err(TagError::BadCharacter(' '))));
+        assert!(matches!(
+            Tag::parse("AB CD"),
+            Err(TagError::BadCharacter(' '))
+        ));
     }
 }

@@ -1,0 +1,80 @@
+//! Decoding throughput of a large `/chargepoints` payload (BENCHMARKS.md).
+//!
+//! Builds a payload of N chargers (default 1,000) by repeating the recorded fixture's chargers
+//! with distinct ids, then decodes and maps it repeatedly, exactly as the client does for a
+//! real response (strict decoding with path tracking and unknown-field counting, then wire →
+//! domain). Prints time per payload, per charger, and the process's peak resident memory.
+//!
+//!     cargo run --release -p vetric-cvepro --example decode_bench -- [CHARGERS] [ROUNDS]
+
+use std::time::Instant;
+use vetric_cvepro::QuirkReport;
+use vetric_cvepro::map::map_chargers;
+use vetric_cvepro::wire::{self, chargepoints};
+
+const FIXTURE: &str = include_str!("../tests/fixtures/cvepro-chargepoints.json");
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let chargers: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(1000);
+    let rounds: usize = args.next().map(|a| a.parse()).transpose()?.unwrap_or(50);
+
+    let fixture: serde_json::Value = serde_json::from_str(FIXTURE)?;
+    let template = fixture["chargePointList"]
+        .as_array()
+        .ok_or("fixture has no chargePointList")?;
+    let mut list = Vec::with_capacity(chargers);
+    for i in 0..chargers {
+        let mut cp = template[i % template.len()].clone();
+        cp["chargeBoxPk"] = (100_000 + i).into();
+        cp["chargeBoxId"] = format!("BENCH{i:08}").into();
+        cp["uuid"] = format!("00000000-0000-4000-8000-{i:012}").into();
+        cp["description"] = format!("Bench {i}").into();
+        list.push(cp);
+    }
+    let body = serde_json::to_vec(&serde_json::json!({
+        "error": null, "chargePointList": list, "count": chargers
+    }))?;
+
+    let rss_before = peak_rss_kib();
+    let mut decoded = 0;
+    let started = Instant::now();
+    for _ in 0..rounds {
+        let resp = wire::decode::<chargepoints::ChargepointsResponse>(
+            chargepoints::ENDPOINT,
+            &body,
+            chargepoints::KNOWN,
+        )?;
+        let mut report = QuirkReport::default();
+        decoded = map_chargers(resp.value, chrono_tz::America::Sao_Paulo, &mut report)?.len();
+    }
+    let elapsed = started.elapsed();
+    let per_payload = elapsed / rounds as u32;
+    println!("payload: {chargers} chargers, {} bytes", body.len());
+    println!("rounds: {rounds}, decoded {decoded} chargers per round");
+    println!(
+        "time per payload: {:.2} ms; per charger: {:.2} µs; throughput: {:.1} MB/s",
+        per_payload.as_secs_f64() * 1e3,
+        per_payload.as_secs_f64() * 1e6 / chargers as f64,
+        body.len() as f64 / per_payload.as_secs_f64() / 1e6
+    );
+    println!(
+        "peak RSS: {} KiB before decoding, {} KiB after (payload held in memory throughout)",
+        rss_before,
+        peak_rss_kib()
+    );
+    Ok(())
+}
+
+/// Peak resident set size of this process (Linux `VmHWM`), in KiB; 0 elsewhere.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}

@@ -1,0 +1,224 @@
+//! The ingest write: everything one poll cycle learned, in one transaction.
+
+use crate::error::{Ctx, StoreError};
+use crate::model::{CycleWrite, SiteId, VendorLinkRow};
+use crate::store::{Store, in_tx};
+use chrono::Utc;
+
+const UPSERT_CHARGER: &str = "INSERT INTO chargers (site_id, uuid, charge_box_id, name, vendor, \
+     model, firmware, last_heartbeat, online, observed_at, changed_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) \
+     ON CONFLICT (site_id, uuid) DO UPDATE SET \
+     charge_box_id = excluded.charge_box_id, name = excluded.name, vendor = excluded.vendor, \
+     model = excluded.model, firmware = excluded.firmware, \
+     last_heartbeat = excluded.last_heartbeat, online = excluded.online, \
+     observed_at = excluded.observed_at, \
+     changed_at = CASE WHEN chargers.charge_box_id IS DISTINCT FROM excluded.charge_box_id \
+       OR chargers.name IS DISTINCT FROM excluded.name \
+       OR chargers.vendor IS DISTINCT FROM excluded.vendor \
+       OR chargers.model IS DISTINCT FROM excluded.model \
+       OR chargers.firmware IS DISTINCT FROM excluded.firmware \
+       OR chargers.online IS DISTINCT FROM excluded.online \
+       THEN excluded.changed_at ELSE chargers.changed_at END";
+
+const UPSERT_CONNECTOR: &str = "INSERT INTO connectors (site_id, charger_uuid, connector_id, \
+     status, status_since, error_code, power_max_w, unidentified_charging, observed_at, \
+     changed_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
+     ON CONFLICT (site_id, charger_uuid, connector_id) DO UPDATE SET \
+     status = excluded.status, status_since = excluded.status_since, \
+     error_code = excluded.error_code, power_max_w = excluded.power_max_w, \
+     unidentified_charging = excluded.unidentified_charging, \
+     observed_at = excluded.observed_at, \
+     changed_at = CASE WHEN connectors.status IS DISTINCT FROM excluded.status \
+       OR connectors.status_since IS DISTINCT FROM excluded.status_since \
+       OR connectors.error_code IS DISTINCT FROM excluded.error_code \
+       OR connectors.power_max_w IS DISTINCT FROM excluded.power_max_w \
+       OR connectors.unidentified_charging IS DISTINCT FROM excluded.unidentified_charging \
+       THEN excluded.changed_at ELSE connectors.changed_at END";
+
+/// Upsert by vendor transaction id. With no resident given, the tag's owner at the session's
+/// start is looked up; an owner already stored is kept when the update brings none.
+const UPSERT_SESSION: &str = "INSERT INTO sessions (site_id, vendor_id, charger_uuid, \
+     connector_id, tag, tag_pk, resident_id, start, stop, energy_wh, idle_seconds, stop_reason, \
+     end_kind, status, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, \
+       COALESCE($7, (SELECT t.resident_id FROM tags t WHERE t.site_id = $1 AND t.tag = $5 \
+         AND t.valid_from <= $8 AND (t.valid_to IS NULL OR t.valid_to > $8) LIMIT 1)), \
+       $8, $9, $10, $11, $12, $13, $14, $15, $15) \
+     ON CONFLICT (site_id, vendor_id) DO UPDATE SET \
+     charger_uuid = excluded.charger_uuid, connector_id = excluded.connector_id, \
+     tag = COALESCE(excluded.tag, sessions.tag), \
+     tag_pk = COALESCE(excluded.tag_pk, sessions.tag_pk), \
+     resident_id = COALESCE(excluded.resident_id, sessions.resident_id), \
+     start = excluded.start, stop = excluded.stop, energy_wh = excluded.energy_wh, \
+     idle_seconds = excluded.idle_seconds, stop_reason = excluded.stop_reason, \
+     end_kind = excluded.end_kind, status = excluded.status, updated_at = excluded.updated_at";
+
+const INSERT_EVENT: &str = "INSERT INTO events (site_id, at, kind, session_vendor_id, \
+     charger_uuid, payload, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id";
+
+const UPSERT_UNKNOWN_TAG: &str = "INSERT INTO unknown_tags (site_id, tag, first_seen, last_seen, \
+     charger_uuid, session_vendor_id, seen_count, resolved_at) \
+     VALUES ($1, $2, $3, $3, $4, $5, 1, NULL) \
+     ON CONFLICT (site_id, tag) DO UPDATE SET \
+     last_seen = CASE WHEN excluded.last_seen > unknown_tags.last_seen \
+       THEN excluded.last_seen ELSE unknown_tags.last_seen END, \
+     charger_uuid = COALESCE(excluded.charger_uuid, unknown_tags.charger_uuid), \
+     session_vendor_id = COALESCE(excluded.session_vendor_id, unknown_tags.session_vendor_id), \
+     seen_count = unknown_tags.seen_count + 1, resolved_at = NULL";
+
+const UPSERT_TRACKER_STATE: &str = "INSERT INTO tracker_state (site_id, state, updated_at) \
+     VALUES ($1, $2, $3) ON CONFLICT (site_id) DO UPDATE SET \
+     state = excluded.state, updated_at = excluded.updated_at";
+
+const UPSERT_VENDOR_LINK: &str = "INSERT INTO vendor_links (site_id, last_success, \
+     last_error_kind, last_error_message, last_error_at, consecutive_failures, breaker, \
+     charger_count_last_good, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+     ON CONFLICT (site_id) DO UPDATE SET last_success = excluded.last_success, \
+     last_error_kind = excluded.last_error_kind, \
+     last_error_message = excluded.last_error_message, \
+     last_error_at = excluded.last_error_at, \
+     consecutive_failures = excluded.consecutive_failures, breaker = excluded.breaker, \
+     charger_count_last_good = excluded.charger_count_last_good, \
+     updated_at = excluded.updated_at";
+
+/// Binds a [`VendorLinkRow`] to [`UPSERT_VENDOR_LINK`] and runs it on `$exec`.
+macro_rules! upsert_link {
+    ($exec:expr, $site:expr, $link:expr) => {{
+        let link: &VendorLinkRow = $link;
+        sqlx::query(UPSERT_VENDOR_LINK)
+            .bind($site)
+            .bind(link.last_success)
+            .bind(link.last_error_kind.as_deref())
+            .bind(link.last_error_message.as_deref())
+            .bind(link.last_error_at)
+            .bind(link.consecutive_failures)
+            .bind(link.breaker.as_str())
+            .bind(link.charger_count_last_good)
+            .bind(link.updated_at)
+            .execute($exec)
+            .await
+            .ctx("writing the vendor link")?;
+    }};
+}
+
+impl Store {
+    /// Writes one successful ingest cycle in ONE transaction: chargers and connectors
+    /// (`observed_at` always, `changed_at` only when a shown value changed), sessions
+    /// (inserted or updated by vendor id, so a replayed cycle does not double them), events
+    /// (appended; their ids are returned in order), unknown-tag sightings (`seen_count`
+    /// incremented), the tracker state and the vendor link. Either all of it is stored or,
+    /// on any error, none of it.
+    pub async fn write_cycle(
+        &self,
+        site: SiteId,
+        cycle: &CycleWrite,
+    ) -> Result<Vec<i64>, StoreError> {
+        let now = Utc::now();
+        let at = cycle.observed_at;
+        let ids = in_tx!(self, |tx, _backend| {
+            for c in &cycle.chargers {
+                sqlx::query(UPSERT_CHARGER)
+                    .bind(site)
+                    .bind(&c.uuid)
+                    .bind(&c.charge_box_id)
+                    .bind(&c.name)
+                    .bind(&c.vendor)
+                    .bind(&c.model)
+                    .bind(&c.firmware)
+                    .bind(c.last_heartbeat)
+                    .bind(c.online)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await
+                    .ctx("writing a charger")?;
+                for k in &c.connectors {
+                    sqlx::query(UPSERT_CONNECTOR)
+                        .bind(site)
+                        .bind(&c.uuid)
+                        .bind(i64::from(k.connector_id))
+                        .bind(k.status.as_vendor_str())
+                        .bind(k.status_since)
+                        .bind(&k.error_code)
+                        .bind(k.power_max_w.map(i64::from))
+                        .bind(k.unidentified_charging)
+                        .bind(at)
+                        .execute(&mut *tx)
+                        .await
+                        .ctx("writing a connector")?;
+                }
+            }
+            for s in &cycle.sessions {
+                sqlx::query(UPSERT_SESSION)
+                    .bind(site)
+                    .bind(s.vendor_id)
+                    .bind(&s.charger_uuid)
+                    .bind(i64::from(s.connector_id))
+                    .bind(s.tag.as_ref().map(|t| t.as_str()))
+                    .bind(s.tag_pk)
+                    .bind(s.resident_id)
+                    .bind(s.start)
+                    .bind(s.stop)
+                    .bind(s.energy_wh)
+                    .bind(s.idle_seconds)
+                    .bind(s.stop_reason.as_deref())
+                    .bind(s.end_kind.map(|k| k.as_str()))
+                    .bind(s.status.as_str())
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await
+                    .ctx("writing a session")?;
+            }
+            let mut ids = Vec::with_capacity(cycle.events.len());
+            for e in &cycle.events {
+                let id = sqlx::query_scalar::<_, i64>(INSERT_EVENT)
+                    .bind(site)
+                    .bind(e.at)
+                    .bind(&e.kind)
+                    .bind(e.session_vendor_id)
+                    .bind(e.charger_uuid.as_deref())
+                    .bind(&e.payload)
+                    .bind(now)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .ctx("appending an event")?;
+                ids.push(id);
+            }
+            for u in &cycle.unknown_tags {
+                sqlx::query(UPSERT_UNKNOWN_TAG)
+                    .bind(site)
+                    .bind(u.tag.as_str())
+                    .bind(u.at)
+                    .bind(u.charger_uuid.as_deref())
+                    .bind(u.session_vendor_id)
+                    .execute(&mut *tx)
+                    .await
+                    .ctx("recording an unknown tag")?;
+            }
+            if let Some(state) = &cycle.tracker_state {
+                sqlx::query(UPSERT_TRACKER_STATE)
+                    .bind(site)
+                    .bind(state)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await
+                    .ctx("writing the tracker state")?;
+            }
+            upsert_link!(&mut *tx, site, &cycle.vendor_link);
+            ids
+        });
+        Ok(ids)
+    }
+
+    /// Records the vendor link alone: for a cycle that failed (nothing else is known).
+    pub async fn write_link_only(
+        &self,
+        site: SiteId,
+        link: &VendorLinkRow,
+    ) -> Result<(), StoreError> {
+        crate::store::with_pool!(self, |pool| {
+            upsert_link!(pool, site, link);
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,40 @@
+//! vetric's storage room: everything vetric remembers, behind one interface, on two backends.
+//!
+//! * **SQLite** is the embedded default: one file, one serving process (guarded by the
+//!   [`InstanceLock`]), other commands as ordinary WAL readers and short writers.
+//! * **PostgreSQL** is the production store, shared by several instances.
+//!
+//! [`Store`] holds a pool of either; each operation runs the same SQL text on both (runtime
+//! `sqlx::query*`, `$N` placeholders, `ON CONFLICT` upserts, `RETURNING`), with two strings
+//! only where the dialects differ. Each backend has its own migration folder describing the
+//! same logical schema (`migrations/sqlite`, `migrations/postgres`; a test compares them).
+//!
+//! What is stored: sites, the vendor link of each site, chargers and connectors as last seen,
+//! apartments, residents, tag ownership over time, the vendor's tag-key map, charging
+//! sessions, the event log, the unknown-tag inbox and the session tracker's state. Instants
+//! are UTC; energy is integer Wh. The one write the ingest loop makes per poll,
+//! [`Store::write_cycle`], is a single transaction: all of it or nothing (DESIGN rule 4).
+//!
+//! The domain's event and tracker types are opaque here (kind + JSON payload, JSON state):
+//! the store never interprets them.
+
+mod directory;
+mod error;
+mod ingest;
+mod lock;
+mod model;
+mod reads;
+mod store;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use error::{StoreError, redact_url};
+pub use lock::{InstanceLock, LockError, LockHolder};
+pub use model::{
+    ApartmentId, BadValue, BreakerState, ChargerWrite, ConnectorView, ConnectorWrite, CycleWrite,
+    EndKind, EventRow, NewEvent, NewResident, ResidentId, ResidentRow, SessionFilter,
+    SessionStatus, SessionView, SessionWrite, SiteId, SiteRow, TagOwnershipRow, UnknownTagRow,
+    UnknownTagSighting, VendorLinkRow, apartment_label,
+};
+pub use store::{Backend, Store, sqlite_path_from_url};

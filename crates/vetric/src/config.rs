@@ -1,0 +1,704 @@
+//! The configuration file: typed, checked at start, every problem listed at once.
+//!
+//! DESIGN.md rule 7: bad config means the process refuses to start and names every problem, so
+//! an operator fixes the file in one pass instead of one error per restart. That is why this
+//! module reads the TOML document key by key into typed values while collecting problems,
+//! instead of letting serde stop at the first one. Unknown keys are problems too: a typo must
+//! not silently fall back to a default (the legacy system's CORS broke exactly that way).
+//!
+//! Sources, later wins: the file, then `VETRIC_<KEY>` for top-level keys and
+//! `VETRIC_<SECTION>__<KEY>` for keys of a top-level table. Every secret may instead be given as
+//! `<key>_file`, naming a file that only its owner can read.
+
+use chrono_tz::Tz;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use url::Url;
+use vetric_domain::{Secret, Slug};
+
+/// Environment variables that start with `VETRIC_` but are not configuration keys.
+const NON_CONFIG_ENV: &[&str] = &["VETRIC_LOG", "VETRIC_LOG_FORMAT", "VETRIC_CONFIG"];
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the HTTP server listens.
+    pub listen: SocketAddr,
+    /// The URL people use to reach vetric (links in messages); `None` until set.
+    pub public_url: Option<Url>,
+    pub database: DatabaseUrl,
+    pub sites: Vec<SiteConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// The embedded default: one SQLite file, one serving instance.
+    Sqlite(PathBuf),
+    /// Production and multi-instance. Kept whole (it may carry a password), never logged.
+    Postgres(Secret),
+}
+
+impl DatabaseUrl {
+    /// The URL as the store wants it.
+    pub fn connect_string(&self) -> String {
+        match self {
+            Self::Sqlite(path) => format!("sqlite://{}", path.display()),
+            Self::Postgres(url) => url.expose().to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    /// Safe to log: the PostgreSQL password is never shown.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sqlite(path) => write!(f, "sqlite://{}", path.display()),
+            Self::Postgres(url) => match Url::parse(url.expose()) {
+                Ok(mut u) => {
+                    if u.password().is_some() {
+                        let _ = u.set_password(Some("***"));
+                    }
+                    write!(f, "{u}")
+                }
+                Err(_) => f.write_str("postgres://[unparseable]"),
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SiteConfig {
+    pub slug: Slug,
+    pub name: String,
+    pub timezone: Tz,
+    /// Data is `offline` (not merely `stale`) when the last good read is older than this.
+    pub offline_after: Duration,
+    /// A charger whose heartbeat is older than this is shown offline.
+    pub heartbeat_offline_after: Duration,
+    /// An open session whose connector has been free this long is closed as stale.
+    pub stale_session_after: Duration,
+    pub cvepro: Option<CveProSiteConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CveProSiteConfig {
+    pub base_url: Url,
+    pub api_key: Secret,
+    pub email: String,
+    pub password: Secret,
+    pub poll_interval: Duration,
+}
+
+/// One thing wrong with the configuration, at a key path such as `sites[0].cvepro.base_url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub key: String,
+    pub message: String,
+}
+
+/// Every problem found, in file order.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors {
+    pub source_name: String,
+    pub problems: Vec<ConfigProblem>,
+}
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} has {} problem(s):",
+            self.source_name,
+            self.problems.len()
+        )?;
+        for p in &self.problems {
+            writeln!(f, "  - {}: {}", p.key, p.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads and checks the file at `path`, applying the `VETRIC_*` variables in `env`.
+pub fn load(path: &Path, env: &BTreeMap<String, String>) -> Result<Config, ConfigErrors> {
+    let source_name = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigErrors {
+        source_name: source_name.clone(),
+        problems: vec![ConfigProblem {
+            key: "(file)".into(),
+            message: format!("cannot read the file: {e}"),
+        }],
+    })?;
+    let base_dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    parse(&text, &source_name, &base_dir, env)
+}
+
+/// The process environment's `VETRIC_*` variables.
+pub fn vetric_env() -> BTreeMap<String, String> {
+    std::env::vars()
+        .filter(|(k, _)| k.starts_with("VETRIC_") && !NON_CONFIG_ENV.contains(&k.as_str()))
+        .collect()
+}
+
+/// Parses a configuration document. Relative paths are resolved against `base_dir`.
+pub fn parse(
+    text: &str,
+    source_name: &str,
+    base_dir: &Path,
+    env: &BTreeMap<String, String>,
+) -> Result<Config, ConfigErrors> {
+    let mut problems = Problems::default();
+    let mut doc: toml::Table = match text.parse() {
+        Ok(t) => t,
+        Err(e) => {
+            return Err(ConfigErrors {
+                source_name: source_name.to_owned(),
+                problems: vec![ConfigProblem {
+                    key: "(syntax)".into(),
+                    message: e.to_string().trim().replace('\n', " "),
+                }],
+            });
+        }
+    };
+    apply_env(&mut doc, env, &mut problems);
+
+    let mut root = Section::new("", &doc, base_dir);
+    let listen = root
+        .parse_str("listen", &mut problems, |s| {
+            s.parse::<SocketAddr>()
+                .map_err(|_| "expected an address and port such as \"127.0.0.1:8080\"".into())
+        })
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+    let public_url = root.parse_str("public_url", &mut problems, parse_http_url);
+    let database = root
+        .parse_str("database_url", &mut problems, |s| {
+            parse_database_url(s, base_dir)
+        })
+        .unwrap_or_else(|| DatabaseUrl::Sqlite(base_dir.join("vetric.db")));
+
+    let mut sites = Vec::new();
+    if let Some(value) = root.take("sites") {
+        match value {
+            toml::Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    let key = format!("sites[{i}]");
+                    match item {
+                        toml::Value::Table(t) => {
+                            if let Some(site) = parse_site(&key, t, base_dir, &mut problems) {
+                                sites.push(site);
+                            }
+                        }
+                        _ => problems.push(&key, "expected a table ([[sites]])"),
+                    }
+                }
+            }
+            _ => problems.push("sites", "expected an array of tables ([[sites]])"),
+        }
+    }
+    let mut seen = BTreeSet::new();
+    for (i, s) in sites.iter().enumerate() {
+        if !seen.insert(s.slug.clone()) {
+            problems.push(
+                &format!("sites[{i}].slug"),
+                &format!("slug \"{}\" is used by more than one site", s.slug),
+            );
+        }
+    }
+    root.finish(&mut problems);
+
+    if problems.0.is_empty() {
+        Ok(Config {
+            listen,
+            public_url,
+            database,
+            sites,
+        })
+    } else {
+        Err(ConfigErrors {
+            source_name: source_name.to_owned(),
+            problems: problems.0,
+        })
+    }
+}
+
+fn parse_site(
+    key: &str,
+    table: &toml::Table,
+    base_dir: &Path,
+    problems: &mut Problems,
+) -> Option<SiteConfig> {
+    let mut s = Section::new(key, table, base_dir);
+    let slug = s.parse_str("slug", problems, |v| {
+        Slug::parse(v).map_err(|e| e.to_string())
+    });
+    if slug.is_none() && !table.contains_key("slug") {
+        problems.push(
+            &s.path("slug"),
+            "missing (a short name such as \"jardim-palmeiras\")",
+        );
+    }
+    let name = s.required_str("name", problems);
+    let timezone = s
+        .parse_str("timezone", problems, |v| {
+            v.parse::<Tz>().map_err(|_| {
+                "unknown time zone; use an IANA name such as \"America/Sao_Paulo\"".into()
+            })
+        })
+        .unwrap_or(chrono_tz::America::Sao_Paulo);
+    let offline_after = s.seconds("offline_after_s", 600, problems);
+    let heartbeat_offline_after = s.seconds("heartbeat_offline_after_s", 900, problems);
+    let stale_session_after = s.seconds("stale_session_after_s", 12 * 3600, problems);
+    let cvepro = match s.take("cvepro") {
+        Some(toml::Value::Table(t)) => parse_cvepro(&s.path("cvepro"), &t, base_dir, problems),
+        Some(_) => {
+            problems.push(&s.path("cvepro"), "expected a table ([sites.cvepro])");
+            None
+        }
+        None => None,
+    };
+    s.finish(problems);
+    Some(SiteConfig {
+        slug: slug?,
+        name: name?,
+        timezone,
+        offline_after,
+        heartbeat_offline_after,
+        stale_session_after,
+        cvepro,
+    })
+}
+
+fn parse_cvepro(
+    key: &str,
+    table: &toml::Table,
+    base_dir: &Path,
+    problems: &mut Problems,
+) -> Option<CveProSiteConfig> {
+    let mut s = Section::new(key, table, base_dir);
+    let base_url = s.parse_str("base_url", problems, parse_http_url);
+    if base_url.is_none() && !table.contains_key("base_url") {
+        problems.push(
+            &s.path("base_url"),
+            "missing (production is \"https://cs.intelbras-cve-pro.com.br\")",
+        );
+    }
+    let api_key = s.secret("api_key", problems);
+    let email = s.required_str("email", problems);
+    let password = s.secret("password", problems);
+    let poll_interval = s.seconds("poll_interval_s", 10, problems);
+    if poll_interval < Duration::from_secs(1) {
+        problems.push(&s.path("poll_interval_s"), "must be at least 1 second");
+    }
+    s.finish(problems);
+    Some(CveProSiteConfig {
+        base_url: base_url?,
+        api_key: api_key?,
+        email: email?,
+        password: password?,
+        poll_interval,
+    })
+}
+
+fn parse_http_url(s: &str) -> Result<Url, String> {
+    match Url::parse(s) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(u),
+        Ok(_) => Err("expected an http:// or https:// URL".into()),
+        Err(e) => Err(format!("not a URL ({e})")),
+    }
+}
+
+fn parse_database_url(s: &str, base_dir: &Path) -> Result<DatabaseUrl, String> {
+    if let Some(path) = s.strip_prefix("sqlite://") {
+        let path = path.split('?').next().unwrap_or(path);
+        if path.is_empty() {
+            return Err(
+                "sqlite:// needs a file path, e.g. \"sqlite:///var/lib/vetric/vetric.db\"".into(),
+            );
+        }
+        let p = PathBuf::from(path);
+        Ok(DatabaseUrl::Sqlite(if p.is_absolute() {
+            p
+        } else {
+            base_dir.join(p)
+        }))
+    } else if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+        Url::parse(s).map_err(|e| format!("not a valid PostgreSQL URL ({e})"))?;
+        Ok(DatabaseUrl::Postgres(Secret::new(s)))
+    } else {
+        Err("expected \"sqlite://PATH\" or \"postgres://USER@HOST/DB\"".into())
+    }
+}
+
+/// Applies `VETRIC_KEY` and `VETRIC_SECTION__KEY` overrides to the document.
+fn apply_env(doc: &mut toml::Table, env: &BTreeMap<String, String>, problems: &mut Problems) {
+    for (name, value) in env {
+        let Some(rest) = name.strip_prefix("VETRIC_") else {
+            continue;
+        };
+        if NON_CONFIG_ENV.contains(&name.as_str()) {
+            continue;
+        }
+        let parts: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+        match parts.as_slice() {
+            [key] if !key.is_empty() => {
+                doc.insert(key.clone(), toml::Value::String(value.clone()));
+            }
+            [section, key] if !section.is_empty() && !key.is_empty() => {
+                let entry = doc
+                    .entry(section.clone())
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                match entry {
+                    toml::Value::Table(t) => {
+                        t.insert(key.clone(), toml::Value::String(value.clone()));
+                    }
+                    _ => problems.push(
+                        name,
+                        &format!("\"{section}\" is not a table, so {name} cannot set a key in it"),
+                    ),
+                }
+            }
+            _ => problems.push(
+                name,
+                "not a configuration variable: use VETRIC_<KEY> or VETRIC_<SECTION>__<KEY>",
+            ),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Problems(Vec<ConfigProblem>);
+
+impl Problems {
+    fn push(&mut self, key: &str, message: &str) {
+        self.0.push(ConfigProblem {
+            key: key.to_owned(),
+            message: message.to_owned(),
+        });
+    }
+}
+
+/// A table being read: remembers which keys were consumed so the rest can be reported unknown.
+struct Section<'a> {
+    prefix: String,
+    table: &'a toml::Table,
+    used: BTreeSet<String>,
+    base_dir: &'a Path,
+}
+
+impl<'a> Section<'a> {
+    fn new(prefix: &str, table: &'a toml::Table, base_dir: &'a Path) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+            table,
+            used: BTreeSet::new(),
+            base_dir,
+        }
+    }
+
+    fn path(&self, key: &str) -> String {
+        if self.prefix.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{}.{key}", self.prefix)
+        }
+    }
+
+    fn take(&mut self, key: &str) -> Option<toml::Value> {
+        self.used.insert(key.to_owned());
+        self.table.get(key).cloned()
+    }
+
+    fn string(&mut self, key: &str, problems: &mut Problems) -> Option<String> {
+        match self.take(key)? {
+            toml::Value::String(s) => Some(s),
+            other => {
+                problems.push(
+                    &self.path(key),
+                    &format!("expected a string, found {}", other.type_str()),
+                );
+                None
+            }
+        }
+    }
+
+    fn required_str(&mut self, key: &str, problems: &mut Problems) -> Option<String> {
+        let present = self.table.contains_key(key);
+        let value = self.string(key, problems);
+        match value {
+            Some(v) if v.trim().is_empty() => {
+                problems.push(&self.path(key), "must not be empty");
+                None
+            }
+            None if !present => {
+                problems.push(&self.path(key), "missing");
+                None
+            }
+            v => v,
+        }
+    }
+
+    fn parse_str<T>(
+        &mut self,
+        key: &str,
+        problems: &mut Problems,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        let raw = self.string(key, problems)?;
+        match parse(raw.trim()) {
+            Ok(v) => Some(v),
+            Err(msg) => {
+                problems.push(&self.path(key), &msg);
+                None
+            }
+        }
+    }
+
+    /// A whole number of seconds; environment overrides arrive as strings.
+    fn seconds(&mut self, key: &str, default: u64, problems: &mut Problems) -> Duration {
+        let value = match self.take(key) {
+            None => return Duration::from_secs(default),
+            Some(v) => v,
+        };
+        let parsed = match &value {
+            toml::Value::Integer(i) => u64::try_from(*i).ok(),
+            toml::Value::String(s) => s.trim().parse::<u64>().ok(),
+            _ => None,
+        };
+        match parsed {
+            Some(s) => Duration::from_secs(s),
+            None => {
+                problems.push(
+                    &self.path(key),
+                    &format!("expected a whole number of seconds, found {value}"),
+                );
+                Duration::from_secs(default)
+            }
+        }
+    }
+
+    /// A secret given inline as `key` or in a file as `key_file` (never both).
+    fn secret(&mut self, key: &str, problems: &mut Problems) -> Option<Secret> {
+        let file_key = format!("{key}_file");
+        let inline = self.table.contains_key(key);
+        let from_file = self.table.contains_key(&file_key);
+        match (inline, from_file) {
+            (true, true) => {
+                self.used.insert(key.to_owned());
+                self.used.insert(file_key.clone());
+                problems.push(
+                    &self.path(key),
+                    &format!("given both as {key} and {file_key}; keep one"),
+                );
+                None
+            }
+            (false, false) => {
+                problems.push(
+                    &self.path(key),
+                    &format!("missing (set {key}, or {file_key} naming a file readable only by its owner)"),
+                );
+                None
+            }
+            (true, false) => self.required_str(key, problems).map(Secret::new),
+            (false, true) => {
+                let file = self.string(&file_key, problems)?;
+                let path = self.base_dir.join(file.trim());
+                match read_secret_file(&path) {
+                    Ok(s) => Some(s),
+                    Err(msg) => {
+                        problems.push(&self.path(&file_key), &msg);
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    fn finish(self, problems: &mut Problems) {
+        for key in self.table.keys() {
+            if !self.used.contains(key) {
+                problems.push(
+                    &self.path(key),
+                    "unknown key (check the spelling against the README's configuration reference)",
+                );
+            }
+        }
+    }
+}
+
+/// Reads a secret from a file that must not be readable by group or others.
+fn read_secret_file(path: &Path) -> Result<Secret, String> {
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "{} is readable by others (mode {mode:o}); run: chmod 600 {}",
+                path.display(),
+                path.display()
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = meta;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let value = text.trim_end_matches(['\n', '\r']);
+    if value.is_empty() {
+        return Err(format!("{} is empty", path.display()));
+    }
+    Ok(Secret::new(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_ok(text: &str) -> Config {
+        parse(
+            text,
+            "test.toml",
+            Path::new("/etc/vetric"),
+            &BTreeMap::new(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn problems(text: &str, env: &[(&str, &str)]) -> Vec<String> {
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        match parse(text, "test.toml", Path::new("/etc/vetric"), &env) {
+            Ok(_) => vec![],
+            Err(e) => e
+                .problems
+                .into_iter()
+                .map(|p| format!("{}: {}", p.key, p.message))
+                .collect(),
+        }
+    }
+
+    const GOOD: &str = r#"
+        listen = "0.0.0.0:9000"
+        database_url = "sqlite://data/vetric.db"
+
+        [[sites]]
+        slug = "jardim-palmeiras"
+        name = "Residencial Jardim das Palmeiras"
+
+        [sites.cvepro]
+        base_url = "https://cs.intelbras-cve-pro.com.br"
+        api_key = "k"
+        email = "ops@example.com"
+        password = "p"
+    "#;
+
+    #[test]
+    fn a_good_file_gets_its_defaults() {
+        let c = parse_ok(GOOD);
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(
+            c.database,
+            DatabaseUrl::Sqlite(PathBuf::from("/etc/vetric/data/vetric.db"))
+        );
+        let site = &c.sites[0];
+        assert_eq!(site.timezone, chrono_tz::America::Sao_Paulo);
+        assert_eq!(site.offline_after, Duration::from_secs(600));
+        let cve = site.cvepro.as_ref().unwrap();
+        assert_eq!(cve.poll_interval, Duration::from_secs(10));
+        assert_eq!(cve.password.expose(), "p");
+    }
+
+    #[test]
+    fn every_problem_is_listed_at_once() {
+        let found = problems(
+            r#"
+            listen = "nowhere"
+            databse_url = "sqlite://x.db"
+            [[sites]]
+            slug = "Bad Slug"
+            timezone = "Mars/Olympus"
+            [sites.cvepro]
+            base_url = "ftp://x"
+            email = ""
+            poll_interval_s = "often"
+            "#,
+            &[],
+        );
+        let joined = found.join("\n");
+        for expected in [
+            "listen: expected an address",
+            "databse_url: unknown key",
+            "sites[0].slug:",
+            "sites[0].name: missing",
+            "sites[0].timezone: unknown time zone",
+            "sites[0].cvepro.base_url: expected an http",
+            "sites[0].cvepro.api_key: missing",
+            "sites[0].cvepro.email: must not be empty",
+            "sites[0].cvepro.password: missing",
+            "sites[0].cvepro.poll_interval_s: expected a whole number",
+        ] {
+            assert!(
+                joined.contains(expected),
+                "missing {expected:?} in:\n{joined}"
+            );
+        }
+        assert_eq!(found.len(), 10, "{joined}");
+    }
+
+    #[test]
+    fn environment_overrides_the_file_and_typos_there_are_reported() {
+        let env: BTreeMap<String, String> = [("VETRIC_LISTEN", "127.0.0.1:7000")]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let c = parse(GOOD, "t", Path::new("/"), &env).unwrap();
+        assert_eq!(c.listen.port(), 7000);
+        let found = problems(GOOD, &[("VETRIC_LISTNE", "x")]);
+        assert_eq!(
+            found,
+            vec![
+                "listne: unknown key (check the spelling against the README's configuration reference)"
+            ]
+        );
+    }
+
+    #[test]
+    fn secrets_from_files_must_be_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("pw");
+        std::fs::write(&secret, "s3cret\n").unwrap();
+        let text = GOOD.replace(
+            "password = \"p\"",
+            &format!("password_file = {:?}", secret.display().to_string()),
+        );
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = parse(&text, "t", dir.path(), &BTreeMap::new()).unwrap_err();
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let c = parse(&text, "t", dir.path(), &BTreeMap::new()).unwrap();
+        assert_eq!(
+            c.sites[0].cvepro.as_ref().unwrap().password.expose(),
+            "s3cret"
+        );
+    }
+
+    #[test]
+    fn postgres_passwords_never_show_in_display() {
+        let c = parse_ok(&GOOD.replace(
+            "sqlite://data/vetric.db",
+            "postgres://vetric:hunter2@db.internal/vetric",
+        ));
+        let shown = c.database.to_string();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(format!("{c:?}").find("hunter2").is_none());
+    }
+}
