@@ -2,11 +2,15 @@
 //! stderr and a non-zero exit code here, at the edge, and nowhere else.
 
 mod config;
+mod demo;
 mod probe;
+mod serve;
+mod status;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(
@@ -21,6 +25,31 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Everything in one process: SQLite, the simulators and a demo condominium.
+    Demo(demo::DemoArgs),
+    /// Run a simulator of a vendor service (for trying vetric and for tests).
+    Sim {
+        #[command(subcommand)]
+        command: SimCommand,
+    },
+    /// Run vetric in production: ingest every configured site and serve HTTP.
+    Serve {
+        #[arg(long, env = "VETRIC_CONFIG")]
+        config: PathBuf,
+    },
+    /// Print what the store knows now: freshness, vendor link, connectors, open sessions.
+    Status {
+        #[arg(long, env = "VETRIC_CONFIG")]
+        config: PathBuf,
+        /// Print JSON (the shape is stable; see DESIGN.md).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create or upgrade the store's schema, then exit.
+    Migrate {
+        #[arg(long, env = "VETRIC_CONFIG")]
+        config: PathBuf,
+    },
     /// Check a configuration file and list every problem at once.
     CheckConfig {
         #[arg(long, env = "VETRIC_CONFIG")]
@@ -30,6 +59,22 @@ enum Command {
     Cvepro {
         #[command(subcommand)]
         command: CveproCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SimCommand {
+    /// The Intelbras CVE-Pro cloud: the recorded wire format, a scripted fleet, faults.
+    Cvepro {
+        #[arg(long, default_value = "127.0.0.1:7070")]
+        listen: std::net::SocketAddr,
+        #[arg(long, default_value_t = 5)]
+        chargers: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Sessions run this many times faster; timestamps stay on the real clock.
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
     },
 }
 
@@ -63,6 +108,58 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Demo(args) => demo::run(args).await,
+        Command::Sim {
+            command:
+                SimCommand::Cvepro {
+                    listen,
+                    chargers,
+                    seed,
+                    speed,
+                },
+        } => {
+            let config = vetric_sim::cvepro::SimConfig::for_cli(chargers, seed, speed);
+            vetric_sim::cvepro::run_until_ctrl_c(config, listen).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve { config } => {
+            let cfg = config::load(&config, &config::vetric_env())?;
+            let claimed = match serve::claim(&cfg.database, cfg.listen, "vetric serve").await {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(e.exit_code());
+                }
+            };
+            let (store, sites) = serve::open_store(&cfg).await?;
+            serve::run(cfg, claimed, store, sites, CancellationToken::new()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { config, json } => {
+            let cfg = config::load(&config, &config::vetric_env())?;
+            let (store, sites) = serve::open_store(&cfg).await?;
+            let status = status::collect(&store, &sites, chrono::Utc::now()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print!("{}", status::render_text(&status, &sites));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Migrate { config } => {
+            let cfg = config::load(&config, &config::vetric_env())?;
+            if let config::DatabaseUrl::Sqlite(path) = &cfg.database
+                && let Some(holder) = vetric_store::InstanceLock::is_held(path)?
+            {
+                anyhow::bail!(
+                    "the store {} is in use by {holder}; stop it before migrating",
+                    path.display()
+                );
+            }
+            serve::open_store(&cfg).await?;
+            println!("{}: migrated", cfg.database);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::CheckConfig { config } => {
             let cfg = config::load(&config, &config::vetric_env())?;
             println!(

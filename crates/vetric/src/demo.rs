@@ -1,0 +1,184 @@
+//! `vetric demo`: everything in one process on the embedded default. A SQLite store in the data
+//! directory, the CVE-Pro simulator on a free local port, and a demo condominium whose residents
+//! and tags are the simulator's, so sessions are attributed to people from the first poll.
+//!
+//! It writes `DIR/vetric.toml` so that other commands (`vetric status --config DIR/vetric.toml`)
+//! look at the same store while the demo runs, then serves exactly as `vetric serve` does.
+
+use crate::config::{self, DatabaseUrl};
+use crate::serve;
+use anyhow::Context;
+use chrono::{NaiveDate, TimeZone};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+use vetric_domain::Tag;
+use vetric_sim::cvepro::{CveProSim, Fleet, SimConfig};
+use vetric_store::{NewResident, SiteId, Store};
+
+pub const DEMO_SITE_SLUG: &str = "jardim-palmeiras";
+
+#[derive(clap::Args)]
+pub struct DemoArgs {
+    /// Where the dashboard listens.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Directory for the SQLite store and the generated vetric.toml.
+    #[arg(long, default_value = ".vetric-demo")]
+    data_dir: PathBuf,
+    /// How many simulated chargers.
+    #[arg(long, default_value_t = 5)]
+    chargers: usize,
+    /// How much faster than life simulated sessions run (timestamps stay on the real clock).
+    #[arg(long, default_value_t = 30.0)]
+    speed: f64,
+    /// Seed of the simulated fleet (same seed, same residents and sessions).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Seconds between polls of the (simulated) vendor.
+    #[arg(long, default_value_t = 5)]
+    poll_interval_s: u64,
+}
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
+    if !(args.speed.is_finite() && args.speed > 0.0) {
+        anyhow::bail!("--speed must be a positive number, e.g. 30");
+    }
+    if args.chargers == 0 || args.chargers > 1000 {
+        anyhow::bail!("--chargers must be between 1 and 1000");
+    }
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating the data directory {}", args.data_dir.display()))?;
+    let data_dir = std::fs::canonicalize(&args.data_dir)
+        .with_context(|| format!("resolving {}", args.data_dir.display()))?;
+    let db_path = data_dir.join("vetric.db");
+
+    // The lock and the port first: a second demo on the same directory, or a taken port,
+    // exits here before the simulator starts or anything is written.
+    let claimed = match serve::claim(
+        &DatabaseUrl::Sqlite(db_path.clone()),
+        args.listen,
+        "vetric demo",
+    )
+    .await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(e.exit_code());
+        }
+    };
+
+    let sim_config = SimConfig::for_cli(args.chargers, args.seed, args.speed);
+    let sim = CveProSim::start(sim_config, SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .context("starting the CVE-Pro simulator")?;
+    let config_path = data_dir.join("vetric.toml");
+    write_config(&config_path, &db_path, &args, sim.base_url(), &sim.fleet())?;
+    let cfg = config::load(&config_path, &std::collections::BTreeMap::new())?;
+
+    let (store, sites) = serve::open_store(&cfg).await?;
+    if let Some((site_id, _)) = sites.first() {
+        seed_residents(&store, *site_id, &sim.fleet()).await?;
+    }
+
+    println!("vetric demo is running");
+    println!("  url:       http://{}", args.listen);
+    println!("  health:    http://{}/health/live", args.listen);
+    println!(
+        "  status:    vetric status --config {}",
+        config_path.display()
+    );
+    println!(
+        "  simulator: {} (control API under /__sim/)",
+        sim.base_url()
+    );
+    println!("  store:     {}", db_path.display());
+    info!(
+        chargers = args.chargers,
+        speed = args.speed,
+        "demo condominium ready"
+    );
+
+    serve::run(cfg, claimed, store, sites, CancellationToken::new()).await?;
+    sim.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_config(
+    path: &Path,
+    db_path: &Path,
+    args: &DemoArgs,
+    sim_url: &str,
+    fleet: &Fleet,
+) -> anyhow::Result<()> {
+    let sim = SimConfig::for_cli(args.chargers, args.seed, args.speed);
+    let text = format!(
+        "# Written by `vetric demo`; rewritten at every start (the simulator's port changes).\n\
+         listen = {listen:?}\n\
+         database_url = {db:?}\n\n\
+         [[sites]]\n\
+         slug = {slug:?}\n\
+         name = {name:?}\n\
+         timezone = \"America/Sao_Paulo\"\n\n\
+         [sites.cvepro]\n\
+         base_url = {sim_url:?}\n\
+         api_key = {api_key:?}\n\
+         email = {email:?}\n\
+         password = {password:?}\n\
+         poll_interval_s = {poll}\n",
+        listen = args.listen.to_string(),
+        db = format!("sqlite://{}", db_path.display()),
+        slug = DEMO_SITE_SLUG,
+        name = fleet.site_name,
+        api_key = sim.api_key,
+        email = sim.email,
+        password = sim.password,
+        poll = args.poll_interval_s,
+    );
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Registers the simulator's residents and their tags, once: a demo restarted on the same
+/// directory keeps what it has (and what a manager changed).
+async fn seed_residents(store: &Store, site: SiteId, fleet: &Fleet) -> anyhow::Result<()> {
+    if !store.residents(site).await?.is_empty() {
+        return Ok(());
+    }
+    // Tags valid from the start of 2025, local midnight, so every simulated session is covered.
+    let since = chrono_tz::America::Sao_Paulo
+        .from_local_datetime(
+            &NaiveDate::from_ymd_opt(2025, 1, 1)
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .context("a valid constant date")?,
+        )
+        .single()
+        .context("2025-01-01 00:00 is unambiguous in São Paulo")?
+        .with_timezone(&chrono::Utc);
+    for r in &fleet.residents {
+        let id = store
+            .add_resident(
+                site,
+                &NewResident {
+                    name: r.name.clone(),
+                    phone: r.phone.clone(),
+                    email: Some(r.email.clone()),
+                    block: r.apartment.block.clone(),
+                    unit: r.apartment.unit.clone(),
+                },
+            )
+            .await?;
+        for t in &r.tags {
+            let tag =
+                Tag::parse(&t.id_tag).with_context(|| format!("simulator tag {:?}", t.id_tag))?;
+            store.add_tag(site, id, &tag, since, None).await?;
+        }
+    }
+    info!(
+        residents = fleet.residents.len(),
+        "demo residents and tags registered"
+    );
+    Ok(())
+}

@@ -1,0 +1,191 @@
+//! `vetric serve` (and the serving half of `demo`): take the instance lock, bind the port, open
+//! the store, start one ingest loop per site and the HTTP server, and stop cleanly on SIGTERM.
+//!
+//! The order matters (RELIABILITY.md R5). The legacy system migrated its database, logged in to
+//! the vendor and started polling before it died on EADDRINUSE; here the lock and the port are
+//! taken first, so a second instance or a foreign process on the port makes vetric exit before
+//! any side effect.
+
+use crate::config::{Config, DatabaseUrl, SiteConfig};
+use anyhow::Context;
+use chrono::TimeDelta;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+use vetric_cvepro::{CveProClient, CveProConfig};
+use vetric_engine::{IngestSettings, SiteIngest};
+use vetric_store::{InstanceLock, LockError, LockHolder, SiteId, Store};
+
+/// How long in-flight work gets after SIGTERM before the process exits anyway.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A start-up refusal with its own exit code, so supervisors and scripts can tell them apart.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    StoreLocked(LockError),
+    #[error(
+        "{addr} is already in use: is another vetric running? Stop it, or set `listen` (VETRIC_LISTEN) to a free address"
+    )]
+    PortInUse { addr: SocketAddr },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+impl StartupError {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Self::PortInUse { .. } | Self::Bind { .. } => ExitCode::from(2),
+            Self::StoreLocked(_) => ExitCode::from(3),
+        }
+    }
+}
+
+/// What `serve` holds while it runs. Dropping it releases the instance lock.
+pub struct Claimed {
+    pub listener: TcpListener,
+    _lock: Option<InstanceLock>,
+}
+
+/// Takes the SQLite instance lock (if SQLite) and binds the port, touching nothing else.
+pub async fn claim(
+    database: &DatabaseUrl,
+    listen: SocketAddr,
+    command: &str,
+) -> Result<Claimed, StartupError> {
+    let lock = match database {
+        DatabaseUrl::Sqlite(path) => {
+            let holder = LockHolder::current(command, Some(listen.to_string()));
+            Some(InstanceLock::acquire(path, holder).map_err(StartupError::StoreLocked)?)
+        }
+        DatabaseUrl::Postgres(_) => None,
+    };
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|source| match source.kind() {
+            std::io::ErrorKind::AddrInUse => StartupError::PortInUse { addr: listen },
+            _ => StartupError::Bind {
+                addr: listen,
+                source,
+            },
+        })?;
+    Ok(Claimed {
+        listener,
+        _lock: lock,
+    })
+}
+
+/// Connects, migrates, and upserts the configured sites: what every store-touching command
+/// does first (DESIGN.md public surface). Returns the store and each site's id.
+pub async fn open_store(config: &Config) -> anyhow::Result<(Store, Vec<(SiteId, SiteConfig)>)> {
+    let store = Store::connect(&config.database.connect_string())
+        .await
+        .with_context(|| format!("opening the store {}", config.database))?;
+    store.migrate().await.context("migrating the store")?;
+    let mut sites = Vec::new();
+    for site in &config.sites {
+        let id = store
+            .upsert_site(site.slug.as_str(), &site.name, site.timezone.name())
+            .await
+            .with_context(|| format!("recording site {}", site.slug))?;
+        sites.push((id, site.clone()));
+    }
+    Ok((store, sites))
+}
+
+/// Runs until SIGTERM/SIGINT or `stop` is cancelled, then drains.
+pub async fn run(
+    config: Config,
+    claimed: Claimed,
+    store: Store,
+    sites: Vec<(SiteId, SiteConfig)>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let tasks = TaskTracker::new();
+    for (site_id, site) in sites {
+        let Some(cve) = &site.cvepro else {
+            info!(site = %site.slug, "no [sites.cvepro] configured; not polling this site");
+            continue;
+        };
+        let client = CveProClient::new(CveProConfig::new(
+            cve.base_url.clone(),
+            cve.api_key.clone(),
+            cve.email.clone(),
+            cve.password.clone(),
+        ))
+        .with_context(|| format!("building the CVE-Pro client of site {}", site.slug))?;
+        let settings = ingest_settings(&site, cve.poll_interval);
+        let ingest =
+            SiteIngest::resume(site_id, site.slug.as_str(), client, store.clone(), settings)
+                .await
+                .with_context(|| format!("resuming the ingest of site {}", site.slug))?;
+        tasks.spawn(ingest.run(stop.clone()));
+    }
+    tasks.close();
+
+    let signals = tokio::spawn(wait_for_signal(stop.clone()));
+    let public_url = config
+        .public_url
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_else(|| format!("http://{}", config.listen));
+    info!(listen = %config.listen, %public_url, store = %config.database, "vetric is serving");
+    let app = vetric_web::router();
+    let served = vetric_web::serve(claimed.listener, app, stop.clone()).await;
+    stop.cancel();
+    signals.abort();
+    if tokio::time::timeout(DRAIN_TIMEOUT, tasks.wait())
+        .await
+        .is_err()
+    {
+        warn!("background tasks did not stop within {DRAIN_TIMEOUT:?}; exiting anyway");
+    }
+    store.close().await;
+    info!("vetric stopped");
+    served.context("serving HTTP")
+}
+
+fn ingest_settings(site: &SiteConfig, poll_interval: Duration) -> IngestSettings {
+    let delta = |d: Duration| TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX);
+    let mut settings = IngestSettings {
+        poll_interval,
+        ..IngestSettings::default()
+    };
+    settings.tracker.heartbeat_offline_after = delta(site.heartbeat_offline_after);
+    settings.tracker.stale_session_after = delta(site.stale_session_after);
+    settings
+}
+
+async fn wait_for_signal(stop: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                error!(error = %e, "cannot listen for SIGTERM");
+                return;
+            }
+        };
+        tokio::select! {
+            _ = term.recv() => info!("SIGTERM: draining"),
+            _ = tokio::signal::ctrl_c() => info!("interrupt: draining"),
+            () = stop.cancelled() => return,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => info!("interrupt: draining"),
+            () = stop.cancelled() => return,
+        }
+    }
+    stop.cancel();
+}

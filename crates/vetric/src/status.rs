@@ -1,0 +1,230 @@
+//! `vetric status`: what the store knows now, per site — freshness, the vendor link, every
+//! connector, the open sessions. It reads the store only (it works while `serve` runs, and
+//! while the vendor is down), and its JSON shape is public (DESIGN.md).
+
+use crate::config::SiteConfig;
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::Serialize;
+use vetric_domain::freshness;
+use vetric_store::{SiteId, Store, VendorLinkRow};
+
+#[derive(Serialize)]
+pub struct Status {
+    pub sites: Vec<SiteStatus>,
+}
+
+#[derive(Serialize)]
+pub struct SiteStatus {
+    pub slug: String,
+    pub name: String,
+    pub freshness: Freshness,
+    pub vendor: Vendor,
+    pub connectors: Vec<Connector>,
+    pub open_sessions: Vec<OpenSession>,
+}
+
+#[derive(Serialize)]
+pub struct Freshness {
+    /// `fresh`, `stale` or `offline`.
+    pub state: &'static str,
+    /// When the data shown was last read successfully from the vendor.
+    pub as_of: Option<DateTime<Utc>>,
+}
+
+#[derive(Serialize)]
+pub struct Vendor {
+    /// `up`, `failing`, `shape_changed` or `never_polled`.
+    pub link: &'static str,
+    pub last_success: Option<DateTime<Utc>>,
+    pub last_error: Option<VendorError>,
+    /// `closed`, `open` or `half_open`.
+    pub breaker: String,
+    pub consecutive_failures: i64,
+}
+
+#[derive(Serialize)]
+pub struct VendorError {
+    pub kind: String,
+    pub message: String,
+    pub at: Option<DateTime<Utc>>,
+}
+
+#[derive(Serialize)]
+pub struct Connector {
+    pub charger: String,
+    pub connector_id: u32,
+    /// The OCPP status as the vendor spells it.
+    pub status: String,
+    pub label: &'static str,
+    pub since: DateTime<Utc>,
+    pub offline: bool,
+    pub unidentified_charging: bool,
+}
+
+#[derive(Serialize)]
+pub struct OpenSession {
+    pub id: i64,
+    pub charger: String,
+    pub connector_id: u32,
+    pub resident: Option<String>,
+    pub apartment: Option<String>,
+    pub tag: Option<String>,
+    pub start: DateTime<Utc>,
+    pub energy_wh: Option<i64>,
+}
+
+pub async fn collect(
+    store: &Store,
+    sites: &[(SiteId, SiteConfig)],
+    now: DateTime<Utc>,
+) -> anyhow::Result<Status> {
+    let mut out = Vec::new();
+    for (id, site) in sites {
+        let link = store.vendor_link(*id).await?;
+        let poll = site
+            .cvepro
+            .as_ref()
+            .map_or(std::time::Duration::from_secs(10), |c| c.poll_interval);
+        let delta = |d: std::time::Duration| TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX);
+        let last_success = link.as_ref().and_then(|l| l.last_success);
+        let state = freshness(now, last_success, delta(poll), delta(site.offline_after));
+        let connectors = store
+            .connectors(*id)
+            .await?
+            .into_iter()
+            .map(|c| Connector {
+                label: if !c.charger_online {
+                    "Offline / Indisponível"
+                } else if c.unidentified_charging {
+                    vetric_domain::tracker::UNIDENTIFIED_CHARGING_LABEL_PT_BR
+                } else {
+                    c.status.label_pt_br()
+                },
+                charger: c.charger_name,
+                connector_id: c.connector_id,
+                status: c.status.as_vendor_str().to_owned(),
+                since: c.status_since,
+                offline: !c.charger_online,
+                unidentified_charging: c.unidentified_charging,
+            })
+            .collect();
+        let open_sessions = store
+            .open_sessions(*id)
+            .await?
+            .into_iter()
+            .map(|s| OpenSession {
+                id: s.vendor_id,
+                charger: s.charger_name.unwrap_or(s.charger_uuid),
+                connector_id: s.connector_id,
+                resident: s.resident_name,
+                apartment: s.apartment_label,
+                tag: s.tag.map(|t| t.as_str().to_owned()),
+                start: s.start,
+                energy_wh: s.energy_wh,
+            })
+            .collect();
+        out.push(SiteStatus {
+            slug: site.slug.to_string(),
+            name: site.name.clone(),
+            freshness: Freshness {
+                state: state.as_str(),
+                as_of: last_success,
+            },
+            vendor: vendor(site, link.as_ref()),
+            connectors,
+            open_sessions,
+        });
+    }
+    Ok(Status { sites: out })
+}
+
+fn vendor(site: &SiteConfig, link: Option<&VendorLinkRow>) -> Vendor {
+    let Some(link) = link else {
+        return Vendor {
+            link: if site.cvepro.is_some() {
+                "never_polled"
+            } else {
+                "not_configured"
+            },
+            last_success: None,
+            last_error: None,
+            breaker: "closed".into(),
+            consecutive_failures: 0,
+        };
+    };
+    let state = if link.consecutive_failures == 0 && link.last_success.is_some() {
+        "up"
+    } else if link.last_error_kind.as_deref() == Some("shape_changed") {
+        "shape_changed"
+    } else if link.consecutive_failures > 0 {
+        "failing"
+    } else {
+        "never_polled"
+    };
+    Vendor {
+        link: state,
+        last_success: link.last_success,
+        last_error: link.last_error_kind.as_ref().map(|kind| VendorError {
+            kind: kind.clone(),
+            message: link.last_error_message.clone().unwrap_or_default(),
+            at: link.last_error_at,
+        }),
+        breaker: link.breaker.as_str().to_owned(),
+        consecutive_failures: link.consecutive_failures,
+    }
+}
+
+/// The text form: times in each site's zone, as a manager reads them.
+pub fn render_text(status: &Status, sites: &[(SiteId, SiteConfig)]) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    for (site, (_, cfg)) in status.sites.iter().zip(sites) {
+        let tz = cfg.timezone;
+        let local = |t: DateTime<Utc>| t.with_timezone(&tz).format("%d/%m/%Y %H:%M:%S").to_string();
+        let as_of = site
+            .freshness
+            .as_of
+            .map(local)
+            .unwrap_or_else(|| "never".into());
+        let _ = writeln!(
+            s,
+            "{} ({}): data {} as of {as_of}; vendor {} (breaker {})",
+            site.name, site.slug, site.freshness.state, site.vendor.link, site.vendor.breaker
+        );
+        if let Some(e) = &site.vendor.last_error {
+            let _ = writeln!(s, "  last vendor error ({}): {}", e.kind, e.message);
+        }
+        for c in &site.connectors {
+            let _ = writeln!(
+                s,
+                "  {} #{}: {} ({}) since {}",
+                c.charger,
+                c.connector_id,
+                c.label,
+                c.status,
+                local(c.since)
+            );
+        }
+        let _ = writeln!(s, "  open sessions: {}", site.open_sessions.len());
+        for o in &site.open_sessions {
+            let who = match (&o.resident, &o.apartment) {
+                (Some(r), Some(a)) => format!("{r} ({a})"),
+                (Some(r), None) => r.clone(),
+                _ => format!("tag {} (sem morador)", o.tag.as_deref().unwrap_or("?")),
+            };
+            let energy = o
+                .energy_wh
+                .map(|wh| format!(", {:.3} kWh", wh as f64 / 1000.0))
+                .unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "    #{} {} #{}: {who}, since {}{energy}",
+                o.id,
+                o.charger,
+                o.connector_id,
+                local(o.start)
+            );
+        }
+    }
+    s
+}
