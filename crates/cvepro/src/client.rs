@@ -702,10 +702,22 @@ impl CveProClient {
         );
         let mut charger_report = QuirkReport::default();
         let mut report = QuirkReport::default();
-        let (chargers, mut transactions) = tokio::try_join!(
-            self.fetch_chargers(&mut charger_report),
-            self.fetch_transactions(transaction::ENDPOINT, now, from, to, &mut report),
-        )?;
+        // Both calls at once while the breaker is closed. Otherwise one after the other: the
+        // breaker lets a single probe through, and a second call refused beside it would fail
+        // the snapshot and drop the probe with it, so a snapshot could never close the breaker.
+        let closed = lock(&self.inner.shared).breaker.state() == BreakerState::Closed;
+        let (chargers, mut transactions) = if closed {
+            tokio::try_join!(
+                self.fetch_chargers(&mut charger_report),
+                self.fetch_transactions(transaction::ENDPOINT, now, from, to, &mut report),
+            )?
+        } else {
+            let chargers = self.fetch_chargers(&mut charger_report).await?;
+            let transactions = self
+                .fetch_transactions(transaction::ENDPOINT, now, from, to, &mut report)
+                .await?;
+            (chargers, transactions)
+        };
         report.power_max_in_kw = charger_report.power_max_in_kw;
         report.power_max_missing = charger_report.power_max_missing;
         report

@@ -249,6 +249,22 @@ impl CveProError {
 /// The first [`EXCERPT_MAX_CHARS`] characters of a body, lossily decoded, for error messages.
 pub(crate) fn excerpt(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
+    // Gateway error pages (nginx's 502/503) are HTML: their title says it all, and the markup
+    // would only clutter logs and the operator's status page.
+    if text.trim_start().starts_with('<') {
+        let lower = text.to_ascii_lowercase();
+        if let (Some(a), Some(b)) = (lower.find("<title>"), lower.find("</title>"))
+            && a + 7 <= b
+        {
+            let title: String = text[a + 7..b]
+                .trim()
+                .chars()
+                .take(EXCERPT_MAX_CHARS)
+                .collect();
+            return format!("HTML page \"{title}\"");
+        }
+        return "HTML page without a title".to_owned();
+    }
     let mut out: String = text.chars().take(EXCERPT_MAX_CHARS).collect();
     if text.chars().nth(EXCERPT_MAX_CHARS).is_some() {
         out.push('…');
@@ -267,6 +283,17 @@ mod tests {
         assert_eq!(e.chars().count(), EXCERPT_MAX_CHARS + 1);
         assert!(e.ends_with('…'));
         assert_eq!(excerpt(b"short"), "short");
+    }
+
+    #[test]
+    fn html_error_pages_are_summarised_by_their_title() {
+        let page =
+            b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>x</body></html>";
+        assert_eq!(excerpt(page), "HTML page \"502 Bad Gateway\"");
+        assert_eq!(
+            excerpt(b"  <html><body>oops</body></html>"),
+            "HTML page without a title"
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The client against tiny in-test fake CVE-Pro servers on 127.0.0.1:0: login single flight,
 //! 401 → re-login → replay, retries, 429, timeouts, breaker, headers and tag resolution.
-//! (The full client-vs-simulator suite lives with `crates/sim`.)
+//! (The client against the real simulator, fault by fault: `against_simulator.rs`.)
 
 use axum::Router;
 use axum::extract::{RawQuery, State};

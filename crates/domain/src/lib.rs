@@ -5,24 +5,41 @@
 //! that depends on time takes `now` as an argument, so property tests and replayed incidents run
 //! against exactly the code that runs in production.
 
+pub mod cost;
 pub mod directory;
 pub mod event;
+pub mod holidays;
 pub mod link;
+pub mod money;
 pub mod observation;
+pub mod phone;
 pub mod secret;
 pub mod slug;
 pub mod status;
 pub mod tag;
+pub mod tariff;
 pub mod tracker;
 
+pub use cost::{
+    CostError, KWH_SPLIT_SCALE, LocalMonth, LocalMonthError, PeakPiece, SessionCost, check_session,
+    local_month, peak_pieces, session_cost,
+};
 pub use directory::{Ownership, ResidentRef, TagDirectory};
 pub use event::{
     ChargerRef, Event, EventKind, FailureClass, InterruptCause, SessionEnd, SessionInfo,
 };
+pub use holidays::{NationalHoliday, easter_sunday, is_national_holiday, national_holidays};
 pub use link::{Freshness, LinkConfig, SnapshotDecision, VendorLink, freshness};
+pub use money::{
+    format_kwh, format_kwh_pt_br, format_money, format_money_pt_br, round_kwh, round_money,
+};
 pub use observation::{ChargerSnapshot, ConnectorSnapshot, TransactionRecord, VendorSnapshot};
+pub use phone::{PhoneError, PhoneNumber};
 pub use secret::Secret;
 pub use slug::{Slug, SlugError};
 pub use status::ConnectorStatus;
 pub use tag::{Tag, TagError};
+pub use tariff::{
+    RawNumber, Tariff, TariffHistory, TariffHistoryError, TariffProblem, TariffProblems, TariffSpec,
+};
 pub use tracker::{ChargerState, ConnectorState, OpenSession, SiteState, TrackerConfig, observe};

@@ -343,12 +343,15 @@ impl SiteIngest {
         error: Option<&CveProError>,
     ) -> VendorLinkRow {
         let status = self.client.link_status();
-        let (kind, message, at) = match (error, &status.last_error, &link.last_failure) {
-            (Some(e), _, _) => (
-                Some(e.kind().as_str().to_owned()),
-                Some(e.to_string()),
-                Some(now),
-            ),
+        // While the breaker refuses calls, show what opened it ("HTTP 502"), not "breaker open".
+        let shown = error.map(|e| match &self.last_cause {
+            Some((kind, message, _)) if e.kind() == vetric_cvepro::ErrorKind::BreakerOpen => {
+                (kind.clone(), format!("{message} (circuit breaker open)"))
+            }
+            _ => (e.kind().as_str().to_owned(), e.to_string()),
+        });
+        let (kind, message, at) = match (shown, &status.last_error, &link.last_failure) {
+            (Some((kind, message)), _, _) => (Some(kind), Some(message), Some(now)),
             (None, _, Some(FailureClass::ShapeChanged { path }))
                 if link.consecutive_failures > 0 =>
             {

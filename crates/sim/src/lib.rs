@@ -2,7 +2,8 @@
 //!
 //! - [`cvepro`]: the Intelbras CVE-Pro cloud (REST), with a generated condominium fleet,
 //!   a session engine, scripting and fault injection.
-//!
-//! An Evolution (WhatsApp gateway) simulator will sit beside it as `evolution`.
+//! - [`evolution`]: the Evolution API v2 WhatsApp gateway, with instance states, the
+//!   Brazilian JID rule, a record of accepted messages and fault injection.
 
 pub mod cvepro;
+pub mod evolution;

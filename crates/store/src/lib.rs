@@ -11,13 +11,16 @@
 //!
 //! What is stored: sites, the vendor link of each site, chargers and connectors as last seen,
 //! apartments, residents, tag ownership over time, the vendor's tag-key map, charging
-//! sessions, the event log, the unknown-tag inbox and the session tracker's state. Instants
-//! are UTC; energy is integer Wh. The one write the ingest loop makes per poll,
+//! sessions, the event log, the unknown-tag inbox and the session tracker's state; and the
+//! accounts side: users, the sites a manager may see, hashed login/API tokens and the audit
+//! log. Instants are UTC; energy is integer Wh. The one write the ingest loop makes per poll,
 //! [`Store::write_cycle`], is a single transaction: all of it or nothing (DESIGN rule 4).
 //!
 //! The domain's event and tracker types are opaque here (kind + JSON payload, JSON state):
 //! the store never interprets them.
 
+mod accounts;
+mod changes;
 mod directory;
 mod error;
 mod ingest;
@@ -29,6 +32,11 @@ mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use accounts::{
+    AuditEntry, AuditRow, NewToken, NewUser, Role, TokenId, TokenKind, TokenUser, UserCredentials,
+    UserId, UserRow,
+};
+pub use changes::SiteChangeMarker;
 pub use error::{StoreError, redact_url};
 pub use lock::{InstanceLock, LockError, LockHolder};
 pub use model::{

@@ -80,12 +80,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let cfg = config::load(&config_path, &std::collections::BTreeMap::new())?;
 
     let (store, sites) = serve::open_store(&cfg).await?;
+    let mut logins = Vec::new();
     if let Some((site_id, _)) = sites.first() {
         seed_residents(&store, *site_id, &sim.fleet()).await?;
+        logins = crate::accounts::ensure_demo_accounts(&store, *site_id).await?;
     }
 
     println!("vetric demo is running");
-    println!("  url:       http://{}", args.listen);
+    println!("  url:       http://{}/", args.listen);
     println!("  health:    http://{}/health/live", args.listen);
     println!(
         "  status:    vetric status --config {}",
@@ -96,6 +98,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         sim.base_url()
     );
     println!("  store:     {}", db_path.display());
+    // DESIGN.md: this is the only place a password is ever printed. Accounts survive a
+    // restart; their passwords are reset at every start so these lines always work.
+    for (role, email, password) in &logins {
+        println!("{role}: {email} {password}");
+    }
     info!(
         chargers = args.chargers,
         speed = args.speed,

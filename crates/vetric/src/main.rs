@@ -1,6 +1,7 @@
 //! The `vetric` binary: command line, configuration and wiring. Errors become one line on
 //! stderr and a non-zero exit code here, at the edge, and nowhere else.
 
+mod accounts;
 mod config;
 mod demo;
 mod probe;
@@ -55,6 +56,16 @@ enum Command {
         #[arg(long, env = "VETRIC_CONFIG")]
         config: PathBuf,
     },
+    /// Manage the people who log in.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+    /// Manage API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
     /// Talk to the CVE-Pro vendor cloud directly.
     Cvepro {
         #[command(subcommand)]
@@ -75,6 +86,45 @@ enum SimCommand {
         /// Sessions run this many times faster; timestamps stay on the real clock.
         #[arg(long, default_value_t = 1.0)]
         speed: f64,
+    },
+    /// The Evolution API (WhatsApp gateway): records every message, answers findMessages,
+    /// instance states and faults.
+    Evolution {
+        #[arg(long, default_value = "127.0.0.1:7071")]
+        listen: std::net::SocketAddr,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user. The password is read from stdin when piped; otherwise one is generated
+    /// and printed once (`ROLE: EMAIL PASSWORD`).
+    Add {
+        #[arg(long, env = "VETRIC_CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        email: String,
+        /// `admin` (every site) or `manager` (only the --site ones).
+        #[arg(long)]
+        role: String,
+        /// A site the manager may see (repeat for several).
+        #[arg(long = "site")]
+        sites: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create an API token for a user (for `Authorization: Bearer`); prints the token alone.
+    Create {
+        #[arg(long, env = "VETRIC_CONFIG")]
+        config: PathBuf,
+        /// The user's e-mail.
+        #[arg(long)]
+        user: String,
+        /// What the token is for (shown in audits).
+        #[arg(long, default_value = "cli")]
+        label: String,
     },
 }
 
@@ -120,6 +170,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let config = vetric_sim::cvepro::SimConfig::for_cli(chargers, seed, speed);
             vetric_sim::cvepro::run_until_ctrl_c(config, listen).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sim {
+            command: SimCommand::Evolution { listen },
+        } => {
+            let config = vetric_sim::evolution::EvolutionSimConfig::default();
+            vetric_sim::evolution::run_until_ctrl_c(config, listen).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve { config } => {
@@ -168,6 +225,33 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 cfg.sites.len(),
                 cfg.database
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::User {
+            command:
+                UserCommand::Add {
+                    config,
+                    email,
+                    role,
+                    sites: site_slugs,
+                },
+        } => {
+            let cfg = config::load(&config, &config::vetric_env())?;
+            let (store, sites) = serve::open_store(&cfg).await?;
+            accounts::user_add(&store, &sites, &email, &role, &site_slugs).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token {
+            command:
+                TokenCommand::Create {
+                    config,
+                    user,
+                    label,
+                },
+        } => {
+            let cfg = config::load(&config, &config::vetric_env())?;
+            let (store, _) = serve::open_store(&cfg).await?;
+            accounts::token_create(&store, &user, &label).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Cvepro {

@@ -109,6 +109,7 @@ pub async fn run(
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let tasks = TaskTracker::new();
+    let web_sites = web_sites(&sites);
     for (site_id, site) in sites {
         let Some(cve) = &site.cvepro else {
             info!(site = %site.slug, "no [sites.cvepro] configured; not polling this site");
@@ -137,7 +138,13 @@ pub async fn run(
         .map(ToString::to_string)
         .unwrap_or_else(|| format!("http://{}", config.listen));
     info!(listen = %config.listen, %public_url, store = %config.database, "vetric is serving");
-    let app = vetric_web::router();
+    let state = vetric_web::AppState::new(
+        store.clone(),
+        web_sites,
+        config.public_url.clone(),
+        stop.clone(),
+    );
+    let app = vetric_web::router(state);
     let served = vetric_web::serve(claimed.listener, app, stop.clone()).await;
     stop.cancel();
     signals.abort();
@@ -150,6 +157,24 @@ pub async fn run(
     store.close().await;
     info!("vetric stopped");
     served.context("serving HTTP")
+}
+
+/// The configured sites as the web layer needs them (plain data).
+pub fn web_sites(sites: &[(SiteId, SiteConfig)]) -> Vec<vetric_web::SiteSettings> {
+    sites
+        .iter()
+        .map(|(id, site)| vetric_web::SiteSettings {
+            id: *id,
+            slug: site.slug.to_string(),
+            name: site.name.clone(),
+            timezone: site.timezone,
+            poll_interval: site
+                .cvepro
+                .as_ref()
+                .map_or(Duration::from_secs(10), |c| c.poll_interval),
+            offline_after: site.offline_after,
+        })
+        .collect()
 }
 
 fn ingest_settings(site: &SiteConfig, poll_interval: Duration) -> IngestSettings {

@@ -1,17 +1,205 @@
 //! vetric's HTTP face. It reads the store and never calls the vendor on a request path
 //! (DESIGN.md rule 1): a vendor outage makes data stale, never makes a page fail.
+//!
+//! * [`router`] builds the whole app from an [`AppState`] (the store, the configured sites as
+//!   plain data, `public_url` and the shutdown token): `/health/live`, the pages (`/login`,
+//!   `/`, `/sites/{slug}`), the live stream (`/sites/{slug}/events`), static files, and the
+//!   JSON API under `/api/v1` with its OpenAPI document.
+//! * [`auth`]: argon2id passwords, hashed opaque tokens, the login rate limit, the
+//!   [`auth::AuthUser`] extractor and the role rule (admin: every site; manager: their sites;
+//!   anything else is a 404, exactly like a site that does not exist).
+//! * [`security`]: headers on every response, CSRF checks on state-changing requests; bodies
+//!   are limited to [`input::BODY_LIMIT`].
+//! * [`live`]: SSE pushes of the re-rendered cards when the store changes.
+
+pub mod api;
+pub mod assets;
+pub mod auth;
+pub mod error;
+pub mod input;
+pub mod live;
+pub mod pages;
+pub mod security;
+pub mod view;
 
 use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRequestParts};
 use axum::http::header;
+use axum::http::request::Parts;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use vetric_store::{SiteId, Store};
 
-/// The routes served today.
-pub fn router() -> Router {
-    Router::new().route("/health/live", get(live))
+/// A configured site, as the web layer needs it (plain data: this crate does not know the
+/// binary's configuration types).
+#[derive(Debug, Clone)]
+pub struct SiteSettings {
+    pub id: SiteId,
+    pub slug: String,
+    pub name: String,
+    pub timezone: chrono_tz::Tz,
+    /// The vendor poll interval (freshness: `stale` after two missed polls).
+    pub poll_interval: Duration,
+    /// Data is `offline` after this long without a good read.
+    pub offline_after: Duration,
+}
+
+/// Everything the handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+struct Inner {
+    store: Store,
+    sites: Vec<SiteSettings>,
+    public_url: Option<url::Url>,
+    shutdown: CancellationToken,
+    limiter: auth::LoginLimiter,
+    live: live::LiveHub,
+}
+
+impl AppState {
+    /// `public_url` is the address people use (its origin is accepted by the CSRF check, and
+    /// `https` there marks cookies `Secure` and turns HSTS on). `shutdown` ends live streams.
+    pub fn new(
+        store: Store,
+        sites: Vec<SiteSettings>,
+        public_url: Option<url::Url>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self::with_limiter(
+            store,
+            sites,
+            public_url,
+            shutdown,
+            auth::LoginLimiter::default(),
+        )
+    }
+
+    /// As [`AppState::new`] with a given login limiter (tests use small windows).
+    pub fn with_limiter(
+        store: Store,
+        sites: Vec<SiteSettings>,
+        public_url: Option<url::Url>,
+        shutdown: CancellationToken,
+        limiter: auth::LoginLimiter,
+    ) -> Self {
+        Self(Arc::new(Inner {
+            store,
+            sites,
+            public_url,
+            shutdown,
+            limiter,
+            live: live::LiveHub::default(),
+        }))
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.0.store
+    }
+
+    pub fn sites(&self) -> &[SiteSettings] {
+        &self.0.sites
+    }
+
+    pub fn shutdown(&self) -> &CancellationToken {
+        &self.0.shutdown
+    }
+
+    pub fn limiter(&self) -> &auth::LoginLimiter {
+        &self.0.limiter
+    }
+
+    pub fn live(&self) -> &live::LiveHub {
+        &self.0.live
+    }
+
+    pub fn public_url_is_https(&self) -> bool {
+        self.0
+            .public_url
+            .as_ref()
+            .is_some_and(|u| u.scheme() == "https")
+    }
+
+    /// `scheme://host[:port]` of `public_url`.
+    pub fn public_origin(&self) -> Option<String> {
+        self.0
+            .public_url
+            .as_ref()
+            .map(|u| u.origin().ascii_serialization())
+    }
+
+    /// The sites `user` may see, in configuration order.
+    pub fn visible_sites<'a>(
+        &'a self,
+        user: &'a auth::AuthUser,
+    ) -> impl Iterator<Item = &'a SiteSettings> + 'a {
+        self.0.sites.iter().filter(|s| user.can_see(s.id))
+    }
+
+    /// The site `slug` if `user` may see it. `None` both when it does not exist and when it
+    /// is not theirs, so the answer never tells the two apart.
+    pub fn site_for(&self, user: &auth::AuthUser, slug: &str) -> Option<&SiteSettings> {
+        self.0
+            .sites
+            .iter()
+            .find(|s| s.slug == slug && user.can_see(s.id))
+    }
+}
+
+/// The client's address (the TCP peer), for the rate limit and the audit log.
+#[derive(Debug, Clone)]
+pub struct ClientAddr(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(auth::client_ip(&parts.extensions)))
+    }
+}
+
+/// Marks requests routed to the JSON API (errors there are JSON, never redirects).
+#[derive(Debug, Clone, Copy)]
+pub struct ApiRequest;
+
+/// The whole app.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/auth/login", post(api::login))
+        .route("/auth/logout", post(api::logout))
+        .route("/sites", get(api::sites))
+        .route("/sites/{slug}/chargers", get(api::chargers))
+        .route("/sites/{slug}/sessions", get(api::sessions))
+        .route("/openapi.json", get(api::openapi))
+        .fallback(api::not_found)
+        .layer(axum::Extension(ApiRequest));
+    Router::new()
+        .route("/health/live", get(live))
+        .route("/static/{*path}", get(assets::serve))
+        .route("/login", get(pages::login_form).post(pages::login_submit))
+        .route("/logout", post(pages::logout))
+        .route("/", get(pages::home))
+        .route("/sites/{slug}", get(pages::site))
+        .route("/sites/{slug}/cards", get(pages::cards))
+        .route("/sites/{slug}/events", get(live::events))
+        .nest("/api/v1", api)
+        .route("/api/{*rest}", axum::routing::any(api::not_found))
+        .fallback(pages::not_found)
+        .layer(DefaultBodyLimit::max(input::BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            security::csrf,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            security::headers,
+        ))
+        .with_state(state)
 }
 
 /// `/health/live`: the process answers. It touches nothing else, so a slow store or a dead
@@ -38,25 +226,4 @@ pub async fn serve(
     )
     .with_graceful_shutdown(shutdown.cancelled_owned())
     .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use axum::body::Body;
-    use axum::http::{Request, StatusCode};
-    use tower::ServiceExt;
-
-    #[tokio::test]
-    async fn live_answers_pass() {
-        let res = router()
-            .oneshot(Request::get("/health/live").body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        assert_eq!(res.status(), StatusCode::OK);
-        assert_eq!(
-            res.headers()[header::CONTENT_TYPE],
-            "application/health+json"
-        );
-    }
 }
