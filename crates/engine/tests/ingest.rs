@@ -61,6 +61,11 @@ async fn fleet_day_at_high_speed(db: &TestDb) {
     });
     let mut ingest = rig.ingest(client).await;
     accepted(&mut ingest).await;
+    // The vendor's transaction times have whole seconds: a session started and stopped within
+    // the second of the first poll would read as stopped before vetric watched (history,
+    // `session_recorded`). At this speed the first sessions start at once, and some last less
+    // than a second; let that second pass first.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
     rig.sim.set_auto(true);
 
     let mut stats = Stats::default();

@@ -247,6 +247,8 @@ macro_rules! audit_in {
     }};
 }
 
+pub(crate) use audit_in;
+
 impl Store {
     /// Creates a user and their site grants, with `audit`, in one transaction.
     /// [`StoreError::Conflict`] naming the e-mail when it is taken (compared

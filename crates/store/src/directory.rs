@@ -50,11 +50,12 @@ macro_rules! apartment_in {
         }
     }};
 }
+pub(crate) use apartment_in;
 use chrono::{DateTime, SecondsFormat, Utc};
 use std::collections::BTreeMap;
 use vetric_domain::Tag;
 
-const TAG_OWNERSHIP_SELECT: &str = "SELECT t.tag, t.resident_id, r.name AS resident_name, \
+pub(crate) const TAG_OWNERSHIP_SELECT: &str = "SELECT t.tag, t.resident_id, r.name AS resident_name, \
      a.block, a.unit, t.valid_from, t.valid_to \
      FROM tags t JOIN residents r ON r.id = t.resident_id \
      JOIN apartments a ON a.id = r.apartment_id";
@@ -358,7 +359,7 @@ impl Store {
     }
 }
 
-fn apartment_parts<'a>(block: &'a str, unit: &'a str) -> Result<(&'a str, &'a str), StoreError> {
+pub(crate) fn apartment_parts<'a>(block: &'a str, unit: &'a str) -> Result<(&'a str, &'a str), StoreError> {
     let (block, unit) = (block.trim(), unit.trim());
     if block.is_empty() || unit.is_empty() {
         return Err(StoreError::Conflict {

@@ -29,6 +29,22 @@ pub enum StoreError {
     #[error("conflict: {what}")]
     Conflict { what: String },
 
+    /// A tag grant overlaps an ownership already stored (or another grant of the same
+    /// write): nothing of the write was kept. `index` is the grant's position in the write.
+    #[error(
+        "conflict: tag {tag} already belongs to {owner} ({apartment}) from {valid_from}{}; end \
+         that ownership first",
+        valid_to.map(|t| format!(" until {t}")).unwrap_or_default()
+    )]
+    TagTaken {
+        index: usize,
+        tag: String,
+        owner: String,
+        apartment: String,
+        valid_from: chrono::DateTime<chrono::Utc>,
+        valid_to: Option<chrono::DateTime<chrono::Utc>>,
+    },
+
     /// The thing a write refers to does not exist.
     #[error("not found: {what}")]
     NotFound { what: String },

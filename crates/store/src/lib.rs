@@ -25,6 +25,7 @@ mod directory;
 mod error;
 mod ingest;
 mod lock;
+mod manage;
 mod model;
 mod reads;
 mod store;
@@ -39,6 +40,7 @@ pub use accounts::{
 pub use changes::SiteChangeMarker;
 pub use error::{StoreError, redact_url};
 pub use lock::{InstanceLock, LockError, LockHolder};
+pub use manage::{ApartmentRow, ResidentUpdate, TagGrant};
 pub use model::{
     ApartmentId, BadValue, BreakerState, ChargerWrite, ConnectorView, ConnectorWrite, CycleWrite,
     EndKind, EventRow, NewEvent, NewResident, ResidentId, ResidentRow, SessionFilter,

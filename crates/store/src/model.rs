@@ -403,13 +403,20 @@ impl TryFrom<SessionRaw> for SessionView {
     }
 }
 
-/// Which sessions [`crate::Store::sessions`] returns: those that started in `[from, to)`,
-/// newest first, at most `limit` (default 1000).
+/// Which sessions [`crate::Store::sessions`] returns: those that started in `[from, to)`
+/// (and match the charger, resident and apartment when given), newest first, at most `limit`
+/// (default 1000).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SessionFilter {
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
     pub limit: Option<i64>,
+    /// Only sessions on this charger (its vendor uuid).
+    pub charger_uuid: Option<String>,
+    /// Only sessions attributed to this resident.
+    pub resident: Option<ResidentId>,
+    /// Only sessions of residents who live in this apartment (their current apartment).
+    pub apartment: Option<ApartmentId>,
 }
 
 /// An event to append. `kind` and `payload` belong to the domain's event model; the store

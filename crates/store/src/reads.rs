@@ -16,6 +16,13 @@ const SESSION_SELECT: &str = "SELECT s.vendor_id, s.charger_uuid, c.name AS char
      LEFT JOIN residents r ON r.id = s.resident_id \
      LEFT JOIN apartments a ON a.id = r.apartment_id";
 
+/// The `WHERE` of [`Store::sessions`] and [`Store::session_totals`]: `$1` site, `$2` from,
+/// `$3` to, `$4` charger uuid, `$5` resident, `$6` apartment (`r` is the resident join).
+const SESSION_FILTER: &str = "s.site_id = $1 \
+     AND ($2 IS NULL OR s.start >= $2) AND ($3 IS NULL OR s.start < $3) \
+     AND ($4 IS NULL OR s.charger_uuid = $4) AND ($5 IS NULL OR s.resident_id = $5) \
+     AND ($6 IS NULL OR r.apartment_id = $6)";
+
 impl Store {
     /// The session tracker's last stored state, if any.
     pub async fn tracker_state(
@@ -73,19 +80,45 @@ impl Store {
         let limit = filter.limit.unwrap_or(1000).max(0);
         let rows = with_pool!(self, |pool| sqlx::query_as::<_, SessionRaw>(
             sqlx::AssertSqlSafe(format!(
-                "{SESSION_SELECT} WHERE s.site_id = $1 \
-                 AND ($2 IS NULL OR s.start >= $2) AND ($3 IS NULL OR s.start < $3) \
-                 ORDER BY s.start DESC, s.vendor_id DESC LIMIT $4"
+                "{SESSION_SELECT} WHERE {SESSION_FILTER} \
+                 ORDER BY s.start DESC, s.vendor_id DESC LIMIT $7"
             ))
         )
         .bind(site)
         .bind(filter.from)
         .bind(filter.to)
+        .bind(filter.charger_uuid.as_deref())
+        .bind(filter.resident)
+        .bind(filter.apartment)
         .bind(limit)
         .fetch_all(pool)
         .await
         .ctx("reading sessions"))?;
         rows.into_iter().map(SessionView::try_from).collect()
+    }
+
+    /// How many sessions match `filter` (ignoring its `limit`) and their energy in Wh.
+    pub async fn session_totals(
+        &self,
+        site: SiteId,
+        filter: &SessionFilter,
+    ) -> Result<(i64, i64), StoreError> {
+        with_pool!(self, |pool| sqlx::query_as::<_, (i64, i64)>(
+            sqlx::AssertSqlSafe(format!(
+                "SELECT COUNT(*), CAST(COALESCE(SUM(s.energy_wh), 0) AS BIGINT) \
+                 FROM sessions s LEFT JOIN residents r ON r.id = s.resident_id \
+                 WHERE {SESSION_FILTER}"
+            ))
+        )
+        .bind(site)
+        .bind(filter.from)
+        .bind(filter.to)
+        .bind(filter.charger_uuid.as_deref())
+        .bind(filter.resident)
+        .bind(filter.apartment)
+        .fetch_one(pool)
+        .await
+        .ctx("counting sessions"))
     }
 
     /// One session by vendor transaction id.

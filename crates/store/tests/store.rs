@@ -663,6 +663,7 @@ async fn sessions_filter_by_start_newest_first(db: &TestDb) {
         from: Some(t(5, 12)),
         to: Some(t(14, 12)),
         limit: None,
+        ..Default::default()
     };
     assert_eq!(ids(store.sessions(s, &window).await.unwrap()), [3, 2]);
     let limited = SessionFilter {

@@ -109,7 +109,28 @@ pub async fn run(
     stop: CancellationToken,
 ) -> anyhow::Result<()> {
     let tasks = TaskTracker::new();
+    // Once per process, before anything records (the ingest loops do); serve and demo both
+    // come through here.
+    let metrics = match vetric_web::metrics::install() {
+        Ok(handle) => {
+            tasks.spawn(vetric_web::metrics::upkeep(handle.clone(), stop.clone()));
+            Some(handle)
+        }
+        Err(e) => {
+            warn!(error = %e, "serving without /metrics");
+            None
+        }
+    };
     let web_sites = web_sites(&sites);
+    let ops = vetric_web::OpsSettings {
+        metrics,
+        without_vendor: sites
+            .iter()
+            .filter(|(_, s)| s.cvepro.is_none())
+            .map(|(id, _)| *id)
+            .collect(),
+        ..vetric_web::OpsSettings::default()
+    };
     for (site_id, site) in sites {
         let Some(cve) = &site.cvepro else {
             info!(site = %site.slug, "no [sites.cvepro] configured; not polling this site");
@@ -143,7 +164,8 @@ pub async fn run(
         web_sites,
         config.public_url.clone(),
         stop.clone(),
-    );
+    )
+    .with_ops(ops);
     let app = vetric_web::router(state);
     let served = vetric_web::serve(claimed.listener, app, stop.clone()).await;
     stop.cancel();

@@ -1,12 +1,16 @@
 //! `vetric status`: what the store knows now, per site — freshness, the vendor link, every
 //! connector, the open sessions. It reads the store only (it works while `serve` runs, and
 //! while the vendor is down), and its JSON shape is public (DESIGN.md).
+//!
+//! Freshness and the vendor link are computed by [`vetric_web::vitals`], the same code
+//! `/health` and `/metrics` use.
 
 use crate::config::SiteConfig;
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
-use vetric_domain::freshness;
-use vetric_store::{SiteId, Store, VendorLinkRow};
+use vetric_store::{SiteId, Store};
+use vetric_web::view::FreshnessView;
+use vetric_web::vitals::{self, VendorView};
 
 #[derive(Serialize)]
 pub struct Status {
@@ -17,36 +21,12 @@ pub struct Status {
 pub struct SiteStatus {
     pub slug: String,
     pub name: String,
-    pub freshness: Freshness,
-    pub vendor: Vendor,
+    /// `{"state": "fresh"|"stale"|"offline", "as_of"}`.
+    pub freshness: FreshnessView,
+    /// `{"link", "last_success", "last_error", "breaker", "consecutive_failures"}`.
+    pub vendor: VendorView,
     pub connectors: Vec<Connector>,
     pub open_sessions: Vec<OpenSession>,
-}
-
-#[derive(Serialize)]
-pub struct Freshness {
-    /// `fresh`, `stale` or `offline`.
-    pub state: &'static str,
-    /// When the data shown was last read successfully from the vendor.
-    pub as_of: Option<DateTime<Utc>>,
-}
-
-#[derive(Serialize)]
-pub struct Vendor {
-    /// `up`, `failing`, `shape_changed` or `never_polled`.
-    pub link: &'static str,
-    pub last_success: Option<DateTime<Utc>>,
-    pub last_error: Option<VendorError>,
-    /// `closed`, `open` or `half_open`.
-    pub breaker: String,
-    pub consecutive_failures: i64,
-}
-
-#[derive(Serialize)]
-pub struct VendorError {
-    pub kind: String,
-    pub message: String,
-    pub at: Option<DateTime<Utc>>,
 }
 
 #[derive(Serialize)]
@@ -79,15 +59,9 @@ pub async fn collect(
     now: DateTime<Utc>,
 ) -> anyhow::Result<Status> {
     let mut out = Vec::new();
-    for (id, site) in sites {
-        let link = store.vendor_link(*id).await?;
-        let poll = site
-            .cvepro
-            .as_ref()
-            .map_or(std::time::Duration::from_secs(10), |c| c.poll_interval);
-        let delta = |d: std::time::Duration| TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX);
-        let last_success = link.as_ref().and_then(|l| l.last_success);
-        let state = freshness(now, last_success, delta(poll), delta(site.offline_after));
+    let settings = crate::serve::web_sites(sites);
+    for ((id, site), settings) in sites.iter().zip(&settings) {
+        let vitals = vitals::read(store, settings, site.cvepro.is_some(), now).await?;
         let connectors = store
             .connectors(*id)
             .await?
@@ -126,52 +100,13 @@ pub async fn collect(
         out.push(SiteStatus {
             slug: site.slug.to_string(),
             name: site.name.clone(),
-            freshness: Freshness {
-                state: state.as_str(),
-                as_of: last_success,
-            },
-            vendor: vendor(site, link.as_ref()),
+            freshness: vitals.freshness_view,
+            vendor: vitals.vendor,
             connectors,
             open_sessions,
         });
     }
     Ok(Status { sites: out })
-}
-
-fn vendor(site: &SiteConfig, link: Option<&VendorLinkRow>) -> Vendor {
-    let Some(link) = link else {
-        return Vendor {
-            link: if site.cvepro.is_some() {
-                "never_polled"
-            } else {
-                "not_configured"
-            },
-            last_success: None,
-            last_error: None,
-            breaker: "closed".into(),
-            consecutive_failures: 0,
-        };
-    };
-    let state = if link.consecutive_failures == 0 && link.last_success.is_some() {
-        "up"
-    } else if link.last_error_kind.as_deref() == Some("shape_changed") {
-        "shape_changed"
-    } else if link.consecutive_failures > 0 {
-        "failing"
-    } else {
-        "never_polled"
-    };
-    Vendor {
-        link: state,
-        last_success: link.last_success,
-        last_error: link.last_error_kind.as_ref().map(|kind| VendorError {
-            kind: kind.clone(),
-            message: link.last_error_message.clone().unwrap_or_default(),
-            at: link.last_error_at,
-        }),
-        breaker: link.breaker.as_str().to_owned(),
-        consecutive_failures: link.consecutive_failures,
-    }
 }
 
 /// The text form: times in each site's zone, as a manager reads them.

@@ -4,7 +4,7 @@
 
 use crate::auth::{self, AuthUser, LoginFailure, cookie_token};
 use crate::error::ApiError;
-use crate::input::{Fields, JsonObject, query_pairs};
+use crate::input::{Fields, JsonObject};
 use crate::security::is_tls;
 use crate::view::{self, FreshnessView};
 use crate::{AppState, SiteSettings};
@@ -12,10 +12,10 @@ use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, NaiveDate, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::json;
-use vetric_store::{SessionFilter, SessionView};
+use vetric_store::SessionView;
 
 /// `POST /api/v1/auth/login` `{"email", "password"}` → the session cookie and `{"token"}`.
 pub async fn login(
@@ -91,7 +91,7 @@ pub async fn sites(State(state): State<AppState>, user: AuthUser) -> Result<Resp
     Ok(Json(json!({ "data": data })).into_response())
 }
 
-fn site<'a>(
+pub(crate) fn site<'a>(
     state: &'a AppState,
     user: &AuthUser,
     slug: &str,
@@ -205,33 +205,11 @@ impl From<SessionView> for SessionItem {
 }
 
 /// Largest `limit` of the sessions list.
-pub const MAX_SESSIONS_LIMIT: i64 = 1000;
+pub const MAX_SESSIONS_LIMIT: i64 = crate::sessions::MAX_SESSIONS_LIMIT;
 
-/// An instant in a query: RFC 3339 (`2026-03-01T12:00:00Z`) or a date (`2026-03-01`, local
-/// midnight in the site's zone).
-fn parse_instant(site: &SiteSettings, name: &str, v: &str) -> Result<DateTime<Utc>, ApiError> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(v) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    NaiveDate::parse_from_str(v, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .and_then(|d| site.timezone.from_local_datetime(&d).earliest())
-        .map(|t| t.with_timezone(&Utc))
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_parameter",
-                name,
-                format!(
-                    "{name} deve ser uma data (AAAA-MM-DD) ou um instante RFC 3339 \
-                     (ex.: 2026-03-01T12:00:00Z)"
-                ),
-            )
-        })
-}
-
-/// `GET /api/v1/sites/{slug}/sessions?from&to&limit`: sessions that started in `[from, to)`,
-/// newest first (`limit` 1–1000, default 100).
+/// `GET /api/v1/sites/{slug}/sessions?from&to&limit&charger&resident&apartment`: sessions
+/// that started in `[from, to)`, newest first (`limit` 1–1000, default 100); filters as in
+/// [`crate::sessions::parse_session_query`].
 pub async fn sessions(
     State(state): State<AppState>,
     user: AuthUser,
@@ -239,39 +217,7 @@ pub async fn sessions(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let site = site(&state, &user, &slug)?;
-    let mut filter = SessionFilter {
-        limit: Some(100),
-        ..SessionFilter::default()
-    };
-    for (k, v) in query_pairs(raw.as_deref(), &["from", "to", "limit"])? {
-        match k.as_str() {
-            "from" => filter.from = Some(parse_instant(site, "from", &v)?),
-            "to" => filter.to = Some(parse_instant(site, "to", &v)?),
-            _ => {
-                let n = v
-                    .parse::<i64>()
-                    .ok()
-                    .filter(|n| (1..=MAX_SESSIONS_LIMIT).contains(n))
-                    .ok_or_else(|| {
-                        ApiError::bad_request(
-                            "invalid_parameter",
-                            "limit",
-                            format!("limit deve ser um número inteiro de 1 a {MAX_SESSIONS_LIMIT}"),
-                        )
-                    })?;
-                filter.limit = Some(n);
-            }
-        }
-    }
-    if let (Some(f), Some(t)) = (filter.from, filter.to)
-        && f >= t
-    {
-        return Err(ApiError::bad_request(
-            "invalid_parameter",
-            "to",
-            "to deve ser posterior a from",
-        ));
-    }
+    let filter = crate::sessions::parse_session_query(site, raw.as_deref(), false)?.filter;
     let rows = state.store().sessions(site.id, &filter).await?;
     let link = state.store().vendor_link(site.id).await?;
     let freshness = view::site_freshness(site, link.as_ref(), Utc::now()).1;

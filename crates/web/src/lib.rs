@@ -11,16 +11,24 @@
 //! * [`security`]: headers on every response, CSRF checks on state-changing requests; bodies
 //!   are limited to [`input::BODY_LIMIT`].
 //! * [`live`]: SSE pushes of the re-rendered cards when the store changes.
+//! * [`health`] (`/health/ready`, `/health`), [`metrics`] (`/metrics`, request metrics) and
+//!   [`vitals`] (freshness and vendor link per site, shared with `vetric status`): no login,
+//!   no secrets, no residents' data.
 
 pub mod api;
 pub mod assets;
 pub mod auth;
 pub mod error;
+pub mod health;
 pub mod input;
 pub mod live;
+pub mod metrics;
 pub mod pages;
 pub mod security;
 pub mod view;
+pub mod vitals;
+
+pub use health::OpsSettings;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequestParts};
@@ -60,6 +68,7 @@ struct Inner {
     shutdown: CancellationToken,
     limiter: auth::LoginLimiter,
     live: live::LiveHub,
+    ops: OpsSettings,
 }
 
 impl AppState {
@@ -95,6 +104,7 @@ impl AppState {
             shutdown,
             limiter,
             live: live::LiveHub::default(),
+            ops: OpsSettings::default(),
         }))
     }
 
@@ -116,6 +126,20 @@ impl AppState {
 
     pub fn live(&self) -> &live::LiveHub {
         &self.0.live
+    }
+
+    /// Sets what health and metrics need (the metrics handle, the sites without a vendor
+    /// account). Call it on a fresh state, before it is cloned into the router.
+    pub fn with_ops(mut self, ops: OpsSettings) -> Self {
+        match Arc::get_mut(&mut self.0) {
+            Some(inner) => inner.ops = ops,
+            None => tracing::error!("AppState::with_ops called on a shared state; ignored"),
+        }
+        self
+    }
+
+    pub fn ops(&self) -> &OpsSettings {
+        &self.0.ops
     }
 
     pub fn public_url_is_https(&self) -> bool {
@@ -180,6 +204,9 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::Extension(ApiRequest));
     Router::new()
         .route("/health/live", get(live))
+        .route("/health/ready", get(health::ready))
+        .route("/health", get(health::health))
+        .route("/metrics", get(metrics::render))
         .route("/static/{*path}", get(assets::serve))
         .route("/login", get(pages::login_form).post(pages::login_submit))
         .route("/logout", post(pages::logout))
@@ -199,6 +226,8 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             security::headers,
         ))
+        // Outermost, so refused and failed requests are counted too.
+        .layer(axum::middleware::from_fn(metrics::track))
         .with_state(state)
 }
 

@@ -173,9 +173,14 @@ pub async fn events(
             Some((Ok::<_, Infallible>(event), (rx, state, site, hash)))
         },
     );
+    // Counted in `vetric_sse_clients` until the stream is dropped (client gone or shutdown).
+    let client = crate::metrics::SseClient::open();
     let stream = initial
         .chain(updates)
-        .take_until(shutdown.cancelled_owned());
+        .take_until(shutdown.cancelled_owned())
+        .inspect(move |_| {
+            let _ = &client;
+        });
     let mut res = Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(20)))
         .into_response();

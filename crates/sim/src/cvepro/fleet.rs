@@ -372,6 +372,20 @@ fn gen_charger(
     }
 }
 
+/// Units per block: 15 floors × 4 doors.
+const UNITS_PER_BLOCK: usize = 60;
+
+/// "A", "B", … "Z", then "T27", "T28", … for very large fleets.
+fn block_label(index: usize) -> String {
+    match BLOCKS.get(index) {
+        Some(b) => (*b).to_string(),
+        None => match u8::try_from(index).ok().filter(|i| *i < 26) {
+            Some(i) => char::from(b'A' + i).to_string(),
+            None => format!("T{}", index + 1),
+        },
+    }
+}
+
 fn gen_residents(rng: &mut StdRng, spec: &FleetSpec, count: usize) -> Vec<Resident> {
     let mut used_names = std::collections::HashSet::new();
     let mut used_units = std::collections::HashSet::new();
@@ -382,8 +396,12 @@ fn gen_residents(rng: &mut StdRng, spec: &FleetSpec, count: usize) -> Vec<Reside
         .trim_start_matches("Residencial ")
         .trim_start_matches("Condominio ")
         .to_string();
+    // 15 floors × 4 doors = 60 units per block; add blocks as the fleet grows so that a free
+    // unit always exists (two blocks, as in the recorded condominium, up to 120 residents).
+    let blocks = count.div_ceil(UNITS_PER_BLOCK).max(2);
     let mut out = Vec::with_capacity(count);
     for i in 0..count {
+        let mut attempts = 0_u32;
         let name = loop {
             let first = FIRST_NAMES.choose(rng).copied().unwrap_or("Maria");
             let l1 = LAST_NAMES.choose(rng).copied().unwrap_or("Silva");
@@ -393,12 +411,19 @@ fn gen_residents(rng: &mut StdRng, spec: &FleetSpec, count: usize) -> Vec<Reside
             } else {
                 format!("{first} {l1} {l2}")
             };
+            attempts += 1;
+            // Past a few thousand residents the name combinations run short: number them.
+            let candidate = if attempts > 50 {
+                format!("{candidate} {}", i + 1)
+            } else {
+                candidate
+            };
             if used_names.insert(candidate.clone()) {
                 break candidate;
             }
         };
         let (block, unit) = loop {
-            let block = BLOCKS[rng.random_range(0..2usize)].to_string();
+            let block = block_label(rng.random_range(0..blocks));
             let floor = rng.random_range(1..=15u32);
             let door = rng.random_range(1..=4u32);
             let unit = format!("{floor}0{door}");
@@ -492,4 +517,33 @@ fn ascii_slug(s: &str) -> String {
         .filter(|c| c.is_ascii_alphanumeric())
         .collect::<String>()
         .to_lowercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_fleets_get_enough_apartments_and_names() {
+        // Regression: with two fixed blocks of 60 units, 16 or more chargers (8 residents each)
+        // looped forever looking for a free apartment.
+        let spec = FleetSpec {
+            chargers: 200,
+            seed: 3,
+            site_name: "Residencial Grande".into(),
+            residents_per_charger: 8,
+            dual_connector_chargers: 0,
+        };
+        let fleet = Fleet::generate(&spec);
+        assert_eq!(fleet.residents.len(), 200 * spec.residents_per_charger);
+        let units: std::collections::HashSet<_> = fleet
+            .residents
+            .iter()
+            .map(|r| (r.apartment.block.clone(), r.apartment.unit.clone()))
+            .collect();
+        assert_eq!(units.len(), fleet.residents.len(), "apartments are unique");
+        let names: std::collections::HashSet<_> =
+            fleet.residents.iter().map(|r| r.name.clone()).collect();
+        assert_eq!(names.len(), fleet.residents.len(), "names are unique");
+    }
 }
