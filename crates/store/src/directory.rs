@@ -359,7 +359,10 @@ impl Store {
     }
 }
 
-pub(crate) fn apartment_parts<'a>(block: &'a str, unit: &'a str) -> Result<(&'a str, &'a str), StoreError> {
+pub(crate) fn apartment_parts<'a>(
+    block: &'a str,
+    unit: &'a str,
+) -> Result<(&'a str, &'a str), StoreError> {
     let (block, unit) = (block.trim(), unit.trim());
     if block.is_empty() || unit.is_empty() {
         return Err(StoreError::Conflict {

@@ -98,7 +98,9 @@ fn user_add(config: &Path, email: &str, password: &str, role: &str, site: Option
         .expect("piped stdin")
         .write_all(format!("{password}\n").as_bytes())
         .expect("write the password to `vetric user add`");
-    let out = child.wait_with_output().expect("wait for `vetric user add`");
+    let out = child
+        .wait_with_output()
+        .expect("wait for `vetric user add`");
     assert!(
         out.status.success(),
         "`vetric user add --email {email}` failed: {}",
@@ -151,6 +153,15 @@ fn js_string(text: &str) -> String {
     serde_json::to_string(text).expect("a string serialises")
 }
 
+/// Fails (never skips) when the browser is not installed, saying how to get it.
+fn require_chromium() {
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: the browser tests need Debian's chromium package \
+         (`.ci/run` installs it; by hand: apt-get install chromium)"
+    );
+}
+
 /// The browser, its page, and the server it looks at: every wait fails with a screenshot
 /// path, what the page showed and what the server printed.
 struct Ui {
@@ -166,11 +177,6 @@ struct Ui {
 
 impl Ui {
     async fn launch(base: String, vetric: VetricProcess) -> Self {
-        assert!(
-            Path::new(CHROMIUM).exists(),
-            "{CHROMIUM} is missing: the browser tests need Debian's chromium package \
-             (`.ci/run` installs it; by hand: apt-get install chromium)"
-        );
         let profile = scratch_dir();
         let config = BrowserConfig::builder()
             .chrome_executable(CHROMIUM)
@@ -286,17 +292,18 @@ impl Ui {
     /// as "not yet".
     async fn wait_until(&self, what: &str, limit: Duration, js: &str) {
         let deadline = Instant::now() + limit;
-        let mut last_error = None;
         loop {
-            match self.eval::<bool>(js).await {
+            let last_error = match self.eval::<bool>(js).await {
                 Ok(true) => return,
-                Ok(false) => last_error = None,
-                Err(e) => last_error = Some(e),
-            }
+                Ok(false) => None,
+                Err(e) => Some(e),
+            };
             if Instant::now() > deadline {
                 let why = last_error.map_or(String::new(), |e| format!(" (last error: {e})"));
-                self.fail(&format!("timed out after {limit:?} waiting for: {what}{why}"))
-                    .await;
+                self.fail::<()>(&format!(
+                    "timed out after {limit:?} waiting for: {what}{why}"
+                ))
+                .await;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -357,6 +364,7 @@ impl Ui {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manager_watches_the_overview_live_in_a_real_browser() {
+    require_chromium();
     let dir = scratch_dir();
     let sim = CveProSim::start(
         SimConfig {
@@ -443,7 +451,9 @@ async fn a_manager_watches_the_overview_live_in_a_real_browser() {
         .await;
     assert_eq!(count, CHARGERS, "one card per connector");
     ui.log("cards shown");
-    let shot = ui.screenshot_at("overview-desktop-free", 1280, 900, false).await;
+    let shot = ui
+        .screenshot_at("overview-desktop-free", 1280, 900, false)
+        .await;
     eprintln!("screenshot: {}", shot.display());
 
     // 3. The simulator starts a session on "Palmeiras 1": the card changes with no reload.
@@ -477,9 +487,13 @@ async fn a_manager_watches_the_overview_live_in_a_real_browser() {
         .await;
     assert!(others_free, "only Palmeiras 1 changed");
     ui.log("card changed live");
-    let shot = ui.screenshot_at("overview-desktop-charging", 1280, 900, false).await;
+    let shot = ui
+        .screenshot_at("overview-desktop-charging", 1280, 900, false)
+        .await;
     eprintln!("screenshot: {}", shot.display());
-    let shot = ui.screenshot_at("overview-phone-charging", 390, 844, true).await;
+    let shot = ui
+        .screenshot_at("overview-phone-charging", 390, 844, true)
+        .await;
     eprintln!("screenshot: {}", shot.display());
     // On a phone the cards stack in one column and nothing runs off the right edge.
     ui.page
@@ -499,7 +513,10 @@ async fn a_manager_watches_the_overview_live_in_a_real_browser() {
         phone_layout.0,
         phone_layout.1
     );
-    assert_eq!(phone_layout.2, 1, "on a phone the cards stack in one column");
+    assert_eq!(
+        phone_layout.2, 1,
+        "on a phone the cards stack in one column"
+    );
     ui.page
         .execute(SetDeviceMetricsOverrideParams::new(1280, 900, 1.0, false))
         .await
@@ -528,9 +545,13 @@ async fn a_manager_watches_the_overview_live_in_a_real_browser() {
         "the last-known cards stay during an outage"
     );
     ui.log("banner shown during the outage");
-    let shot = ui.screenshot_at("overview-desktop-outage", 1280, 900, false).await;
+    let shot = ui
+        .screenshot_at("overview-desktop-outage", 1280, 900, false)
+        .await;
     eprintln!("screenshot: {}", shot.display());
-    let shot = ui.screenshot_at("overview-phone-outage", 390, 844, true).await;
+    let shot = ui
+        .screenshot_at("overview-phone-outage", 390, 844, true)
+        .await;
     eprintln!("screenshot: {}", shot.display());
     ui.page
         .execute(SetDeviceMetricsOverrideParams::new(1280, 900, 1.0, false))

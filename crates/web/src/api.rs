@@ -237,6 +237,12 @@ pub async fn openapi() -> Response {
 }
 
 pub fn openapi_document() -> serde_json::Value {
+    let mut doc = base_openapi_document();
+    crate::openapi_more::extend(&mut doc);
+    doc
+}
+
+fn base_openapi_document() -> serde_json::Value {
     let error = json!({ "$ref": "#/components/schemas/Error" });
     let err = |d: &str| json!({ "description": d, "content": { "application/json": { "schema": error } } });
     let ok = |d: &str, schema: serde_json::Value| json!({ "description": d, "content": { "application/json": { "schema": schema } } });

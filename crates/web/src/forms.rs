@@ -161,8 +161,14 @@ mod tests {
 
     #[test]
     fn dates_in_both_spellings() {
-        assert_eq!(parse_date("2026-03-01"), NaiveDate::from_ymd_opt(2026, 3, 1));
-        assert_eq!(parse_date("01/03/2026"), NaiveDate::from_ymd_opt(2026, 3, 1));
+        assert_eq!(
+            parse_date("2026-03-01"),
+            NaiveDate::from_ymd_opt(2026, 3, 1)
+        );
+        assert_eq!(
+            parse_date("01/03/2026"),
+            NaiveDate::from_ymd_opt(2026, 3, 1)
+        );
         assert_eq!(parse_date("ontem"), None);
     }
 }

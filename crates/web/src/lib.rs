@@ -19,12 +19,17 @@ pub mod api;
 pub mod assets;
 pub mod auth;
 pub mod error;
+pub mod forms;
 pub mod health;
+pub mod inbox;
 pub mod input;
 pub mod live;
 pub mod metrics;
+pub mod openapi_more;
 pub mod pages;
+pub mod residents;
 pub mod security;
+pub mod sessions;
 pub mod view;
 pub mod vitals;
 
@@ -199,6 +204,23 @@ pub fn router(state: AppState) -> Router {
         .route("/sites", get(api::sites))
         .route("/sites/{slug}/chargers", get(api::chargers))
         .route("/sites/{slug}/sessions", get(api::sessions))
+        .route(
+            "/sites/{slug}/residents",
+            get(residents::api_list).post(residents::api_create),
+        )
+        .route(
+            "/sites/{slug}/residents/{id}",
+            get(residents::api_get).patch(residents::api_patch),
+        )
+        .route(
+            "/sites/{slug}/residents/{id}/tags",
+            post(residents::api_add_tag),
+        )
+        .route("/sites/{slug}/unknown-tags", get(inbox::api_list))
+        .route(
+            "/sites/{slug}/unknown-tags/{tag}/assign",
+            post(inbox::api_assign),
+        )
         .route("/openapi.json", get(api::openapi))
         .fallback(api::not_found)
         .layer(axum::Extension(ApiRequest));
@@ -214,6 +236,34 @@ pub fn router(state: AppState) -> Router {
         .route("/sites/{slug}", get(pages::site))
         .route("/sites/{slug}/cards", get(pages::cards))
         .route("/sites/{slug}/events", get(live::events))
+        .route("/sites/{slug}/sessions", get(sessions::page))
+        .route("/sites/{slug}/sessions.csv", get(sessions::csv))
+        .route(
+            "/sites/{slug}/residents",
+            get(residents::list_page).post(residents::create_submit),
+        )
+        .route("/sites/{slug}/residents/new", get(residents::new_form))
+        .route(
+            "/sites/{slug}/residents/{id}",
+            get(residents::detail).post(residents::edit_submit),
+        )
+        .route(
+            "/sites/{slug}/residents/{id}/deactivate",
+            post(residents::deactivate_submit),
+        )
+        .route(
+            "/sites/{slug}/residents/{id}/tags",
+            post(residents::add_tag_submit),
+        )
+        .route(
+            "/sites/{slug}/residents/{id}/tags/end",
+            post(residents::end_tag_submit),
+        )
+        .route("/sites/{slug}/inbox", get(inbox::page))
+        .route(
+            "/sites/{slug}/inbox/{tag}/assign",
+            post(inbox::assign_submit),
+        )
         .nest("/api/v1", api)
         .route("/api/{*rest}", axum::routing::any(api::not_found))
         .fallback(pages::not_found)

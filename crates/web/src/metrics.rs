@@ -142,7 +142,10 @@ pub async fn render(State(state): State<AppState>) -> Response {
     refresh(&state).await;
     (
         [
-            (header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8"),
+            (
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            ),
             (header::CACHE_CONTROL, "no-store"),
         ],
         handle.render(),
@@ -154,6 +157,8 @@ pub async fn render(State(state): State<AppState>) -> Response {
 async fn refresh(state: &AppState) {
     let ops = state.ops();
     metrics::gauge!("vetric_build_info", "version" => ops.version).set(1.0);
+    // Present (at 0) before the first live stream opens.
+    metrics::gauge!("vetric_sse_clients").increment(0.0);
     let store = state.store();
     let up = matches!(
         tokio::time::timeout(ops.store_timeout, store.ping()).await,

@@ -205,7 +205,10 @@ impl ResidentInput {
                     !a.is_empty() && b.contains('.') && !b.starts_with('.') && !b.ends_with('.')
                 }))
         {
-            errors.push(("email".into(), "e-mail inválido (ex.: nome@exemplo.com)".into()));
+            errors.push((
+                "email".into(),
+                "e-mail inválido (ex.: nome@exemplo.com)".into(),
+            ));
         }
         if self.tags.len() > MAX_TAGS {
             errors.push(("tags".into(), format!("no máximo {MAX_TAGS} tags por vez")));
@@ -215,7 +218,10 @@ impl ResidentInput {
         for (i, t) in self.tags.iter().enumerate() {
             if let Some(g) = check_tag(site, t, i, now, &mut errors) {
                 if let Some(j) = tags.iter().position(|x: &TagGrant| x.tag == g.tag) {
-                    errors.push((tag_field(i, "tag"), format!("tag repetida (igual à {})", j + 1)));
+                    errors.push((
+                        tag_field(i, "tag"),
+                        format!("tag repetida (igual à {})", j + 1),
+                    ));
                 }
                 tags.push(g);
             }
@@ -365,9 +371,7 @@ fn site_of<'a>(
     user: &AuthUser,
     slug: &str,
 ) -> Result<&'a SiteSettings, PageError> {
-    state
-        .site_for(user, slug)
-        .ok_or_else(PageError::not_found)
+    state.site_for(user, slug).ok_or_else(PageError::not_found)
 }
 
 fn search_matches(r: &ResidentRow, tags: &[&TagOwnershipRow], q: &str) -> bool {
@@ -377,8 +381,12 @@ fn search_matches(r: &ResidentRow, tags: &[&TagOwnershipRow], q: &str) -> bool {
     let q = q.to_lowercase();
     r.name.to_lowercase().contains(&q)
         || r.apartment_label().to_lowercase().contains(&q)
-        || format!("{} {}", r.block, r.unit).to_lowercase().contains(&q)
-        || tags.iter().any(|t| t.tag.as_str().to_lowercase().contains(&q))
+        || format!("{} {}", r.block, r.unit)
+            .to_lowercase()
+            .contains(&q)
+        || tags
+            .iter()
+            .any(|t| t.tag.as_str().to_lowercase().contains(&q))
 }
 
 fn current(t: &TagOwnershipRow, now: DateTime<Utc>) -> bool {
@@ -557,7 +565,9 @@ pub async fn create_submit(
         Err(errors) => return Ok(unprocessable(new_page(&user, site, input, errors))),
     };
     match create(&state, site, &user, &peer.0, &checked).await {
-        Ok(_) => Ok(Redirect::to(&format!("/sites/{}/residents?criado=1", site.slug)).into_response()),
+        Ok(_) => {
+            Ok(Redirect::to(&format!("/sites/{}/residents?criado=1", site.slug)).into_response())
+        }
         Err(e) => {
             let field = match &e {
                 StoreError::TagTaken { index, .. } => tag_field(*index, "tag"),
@@ -618,9 +628,11 @@ async fn viewed(
     let tags = state.store().resident_tags(site.id, id).await?;
     state
         .store()
-        .append_audit(&audit(user, ip, "resident_view", format!("resident:{id}")).with_detail(
-            json!({ "via": user.via.as_str(), "site": site.slug, "resident": id.0 }),
-        ))
+        .append_audit(
+            &audit(user, ip, "resident_view", format!("resident:{id}")).with_detail(
+                json!({ "via": user.via.as_str(), "site": site.slug, "resident": id.0 }),
+            ),
+        )
         .await?;
     Ok(Some((r, tags)))
 }
@@ -701,9 +713,20 @@ pub async fn detail(
         Some("ok=desativado") => Some("Morador desativado.".to_owned()),
         _ => None,
     };
-    Ok(detail_page(&user, site, &r, tags, None, None, notice, FieldErrors::new()).into_response())
+    Ok(detail_page(
+        &user,
+        site,
+        &r,
+        tags,
+        None,
+        None,
+        notice,
+        FieldErrors::new(),
+    )
+    .into_response())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn rerender(
     state: &AppState,
     site: &SiteSettings,
@@ -807,7 +830,12 @@ pub async fn deactivate_submit(
         .resident(site.id, id)
         .await?
         .ok_or_else(PageError::not_found)?;
-    let entry = audit(&user, &peer.0, "resident_deactivate", format!("resident:{id}"));
+    let entry = audit(
+        &user,
+        &peer.0,
+        "resident_deactivate",
+        format!("resident:{id}"),
+    );
     state
         .store()
         .update_resident(
@@ -975,7 +1003,8 @@ fn item(r: &ResidentRow, tags: &[TagOwnershipRow], full: bool) -> ResidentItem {
         unit: r.unit.clone(),
         apartment: r.apartment_label(),
         phone: if full {
-            PhoneNumber::parse(&r.phone).map_or_else(|_| r.phone.clone(), |p| format!("+{}", p.digits()))
+            PhoneNumber::parse(&r.phone)
+                .map_or_else(|_| r.phone.clone(), |p| format!("+{}", p.digits()))
         } else {
             masked_phone(&r.phone)
         },
@@ -1035,7 +1064,10 @@ fn tag_inputs(body: &Map<String, Value>) -> Result<Vec<TagInput>, ApiError> {
         }
     };
     if items.len() > MAX_TAGS {
-        return Err(invalid("tags", format!("no máximo {MAX_TAGS} tags por vez")));
+        return Err(invalid(
+            "tags",
+            format!("no máximo {MAX_TAGS} tags por vez"),
+        ));
     }
     items
         .iter()
@@ -1167,12 +1199,20 @@ pub async fn api_patch(
         Some(_) => return Err(invalid("active", "o campo active deve ser true ou false")),
     }
     let checked = input.check(site).map_err(api_errors)?;
-    update(&state, site, &user, &peer.0, id, &checked, "resident_update")
-        .await
-        .map_err(|e| match e {
-            StoreError::NotFound { .. } => ApiError::not_found(),
-            e => ApiError::from(e),
-        })?;
+    update(
+        &state,
+        site,
+        &user,
+        &peer.0,
+        id,
+        &checked,
+        "resident_update",
+    )
+    .await
+    .map_err(|e| match e {
+        StoreError::NotFound { .. } => ApiError::not_found(),
+        e => ApiError::from(e),
+    })?;
     let r = state
         .store()
         .resident(site.id, id)
@@ -1192,6 +1232,9 @@ pub async fn api_add_tag(
 ) -> Result<Response, ApiError> {
     let site = crate::api::site(&state, &user, &slug)?;
     let id = parse_id(&id).ok_or_else(ApiError::not_found)?;
+    if state.store().resident(site.id, id).await?.is_none() {
+        return Err(ApiError::not_found());
+    }
     let t = TagInput {
         tag: opt_str(&body, "tag")?.unwrap_or_default(),
         valid_from: opt_str(&body, "valid_from")?.unwrap_or_default(),

@@ -275,7 +275,13 @@ pub async fn page(
         .apartments(site.id)
         .await?
         .into_iter()
-        .map(|a| choose(a.id.to_string(), apartment_label(&a.block, &a.unit), &q.apartment))
+        .map(|a| {
+            choose(
+                a.id.to_string(),
+                apartment_label(&a.block, &a.unit),
+                &q.apartment,
+            )
+        })
         .collect();
     let (rows, count, energy) = if error.is_some() {
         (Vec::new(), 0, 0)
@@ -292,7 +298,9 @@ pub async fn page(
             end: s.stop.map(|t| local_datetime(site, t)).unwrap_or_default(),
             charger: format!(
                 "{} · {}",
-                s.charger_name.clone().unwrap_or_else(|| s.charger_uuid.clone()),
+                s.charger_name
+                    .clone()
+                    .unwrap_or_else(|| s.charger_uuid.clone()),
                 s.connector_id
             ),
             resident: s.resident_name.clone().unwrap_or_else(|| match &s.tag {
@@ -347,7 +355,10 @@ pub async fn csv(
     let mut q = match parse_session_query(site, raw.as_deref(), true) {
         Ok(q) => q,
         Err(e) => {
-            return Ok(crate::pages::error_page(StatusCode::BAD_REQUEST, &e.message));
+            return Ok(crate::pages::error_page(
+                StatusCode::BAD_REQUEST,
+                &e.message,
+            ));
         }
     };
     q.filter.limit = Some(CSV_ROWS);
@@ -362,11 +373,16 @@ pub async fn csv(
         let cells = [
             local_datetime(site, s.start),
             s.stop.map(|t| local_datetime(site, t)).unwrap_or_default(),
-            s.charger_name.clone().unwrap_or_else(|| s.charger_uuid.clone()),
+            s.charger_name
+                .clone()
+                .unwrap_or_else(|| s.charger_uuid.clone()),
             s.connector_id.to_string(),
             s.resident_name.clone().unwrap_or_default(),
             s.apartment_label.clone().unwrap_or_default(),
-            s.tag.as_ref().map(|t| t.as_str().to_owned()).unwrap_or_default(),
+            s.tag
+                .as_ref()
+                .map(|t| t.as_str().to_owned())
+                .unwrap_or_default(),
             s.energy_wh.map(kwh_decimal).unwrap_or_default(),
             duration_of(s, now),
             (s.idle_seconds.max(0) / 60).to_string(),

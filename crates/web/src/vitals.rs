@@ -159,7 +159,9 @@ pub fn site_vitals(
     SiteVitals {
         site: site.id,
         freshness,
-        data_age: freshness_view.as_of.map(|t| (now - t).max(TimeDelta::zero())),
+        data_age: freshness_view
+            .as_of
+            .map(|t| (now - t).max(TimeDelta::zero())),
         freshness_view,
         vendor: vendor_view(vendor_configured, link),
         ingest_lag: last_cycle.map(|t| (now - t).max(TimeDelta::zero())),

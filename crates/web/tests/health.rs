@@ -206,7 +206,11 @@ async fn vendor_failing_is_warn_not_fail(db: &TestDb) {
     )
     .await;
     let (status, h) = health(&f.app).await;
-    assert_eq!(status, StatusCode::OK, "a vendor incident never fails /health");
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "a vendor incident never fails /health"
+    );
     assert_eq!(h["status"], "warn", "{h:#}");
     let vendor = &h["checks"]["vendor:palmeiras"][0];
     assert_eq!(vendor["status"], "warn");
@@ -387,6 +391,7 @@ async fn metrics_after_requests(db: &TestDb) {
         "vetric_http_request_duration_seconds_bucket{",
         "vetric_http_request_duration_seconds_count{",
         "vetric_store_up 1",
+        "vetric_sse_clients 0",
         "vetric_vendor_up{site=\"palmeiras\"} 0",
         "vetric_data_age_seconds{site=\"palmeiras\"} ",
     ] {

@@ -60,57 +60,64 @@ pub fn vendor_error(body: &[u8]) -> Option<String> {
     }
 }
 
-enum Seg {
-    Key(String),
-    Index,
-}
-
-fn collect_segments(path: &serde_ignored::Path<'_>, out: &mut Vec<Seg>) {
+/// Writes a path as `chargePointList[].connectors[].lastStatus` (indices folded to `[]`, so
+/// every element of a list shares one context).
+fn write_path(path: &serde_ignored::Path<'_>, out: &mut String) {
     use serde_ignored::Path;
     match path {
         Path::Root => {}
         Path::Seq { parent, .. } => {
-            collect_segments(parent, out);
-            out.push(Seg::Index);
+            write_path(parent, out);
+            out.push_str("[]");
         }
         Path::Map { parent, key } => {
-            collect_segments(parent, out);
-            out.push(Seg::Key(key.clone()));
+            write_path(parent, out);
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(key);
         }
         Path::Some { parent }
         | Path::NewtypeStruct { parent }
-        | Path::NewtypeVariant { parent } => collect_segments(parent, out),
+        | Path::NewtypeVariant { parent } => write_path(parent, out),
     }
-}
-
-fn render(segs: &[Seg]) -> String {
-    let mut s = String::new();
-    for seg in segs {
-        match seg {
-            Seg::Key(k) => {
-                if !s.is_empty() {
-                    s.push('.');
-                }
-                s.push_str(k);
-            }
-            Seg::Index => s.push_str("[]"),
-        }
-    }
-    s
 }
 
 /// Is an ignored key one of the recorded ones? Returns the normalised path when it is not.
+///
+/// Called once for every field vetric does not read (about 40 per charger), so the common
+/// case, a recorded key, allocates nothing: the context is written into a reused buffer.
 fn unknown_key(path: &serde_ignored::Path<'_>, known: KnownKeys) -> Option<String> {
-    let mut segs = Vec::new();
-    collect_segments(path, &mut segs);
-    let Some(Seg::Key(key)) = segs.last() else {
-        return Some(render(&segs));
+    use serde_ignored::Path;
+    thread_local! {
+        static CONTEXT: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    }
+    let mut leaf = path;
+    while let Path::Some { parent }
+    | Path::NewtypeStruct { parent }
+    | Path::NewtypeVariant { parent } = leaf
+    {
+        leaf = parent;
+    }
+    let Path::Map { parent, key } = leaf else {
+        let mut full = String::new();
+        write_path(path, &mut full);
+        return Some(full);
     };
-    let context = render(&segs[..segs.len() - 1]);
-    let is_known = known
-        .iter()
-        .any(|(ctx, keys)| *ctx == context && keys.contains(&key.as_str()));
-    (!is_known).then(|| render(&segs))
+    let is_known = CONTEXT.with(|buf| {
+        let mut context = buf.borrow_mut();
+        context.clear();
+        write_path(parent, &mut context);
+        known
+            .iter()
+            .any(|(ctx, keys)| *ctx == context.as_str() && keys.contains(&key.as_str()))
+    });
+    if is_known {
+        return None;
+    }
+    let mut full = String::new();
+    write_path(path, &mut full);
+    Some(full)
 }
 
 fn missing_field_name(message: &str) -> Option<&str> {
