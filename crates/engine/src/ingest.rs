@@ -18,7 +18,7 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
@@ -115,6 +115,12 @@ pub struct SiteIngest {
     /// The last failure that was not the breaker refusing a call: what the operator needs to
     /// see while the breaker is open ("connection refused", "HTTP 502"), not "breaker open".
     last_cause: Option<(String, String, DateTime<Utc>)>,
+    /// What the store holds for each charger and open session, as last committed by this
+    /// process. Rows that have not changed since are not written again (fewer statements per
+    /// cycle, fewer dead tuples for PostgreSQL's vacuum). Empty after a restart, so the first
+    /// cycle writes everything.
+    written_chargers: HashMap<String, ChargerWrite>,
+    written_sessions: HashMap<i64, SessionWrite>,
 }
 
 impl SiteIngest {
@@ -139,6 +145,8 @@ impl SiteIngest {
             settings,
             state,
             last_cause: None,
+            written_chargers: HashMap::new(),
+            written_sessions: HashMap::new(),
         })
     }
 
@@ -242,8 +250,25 @@ impl SiteIngest {
                 (write, CycleOutcome::VendorFailed { kind, events })
             }
         };
+        let mut write = write;
+        write
+            .chargers
+            .retain(|c| self.written_chargers.get(&c.uuid) != Some(c));
+        write
+            .sessions
+            .retain(|s| self.written_sessions.get(&s.vendor_id) != Some(s));
         self.store.write_cycle(self.site, &write).await?;
         self.state = next;
+        for c in write.chargers {
+            self.written_chargers.insert(c.uuid.clone(), c);
+        }
+        for s in write.sessions {
+            if s.status == SessionStatus::Open {
+                self.written_sessions.insert(s.vendor_id, s);
+            } else {
+                self.written_sessions.remove(&s.vendor_id);
+            }
+        }
         self.record_metrics(&outcome, started.elapsed());
         Ok(outcome)
     }

@@ -20,6 +20,7 @@
 //! the store never interprets them.
 
 mod accounts;
+mod backup;
 mod changes;
 mod directory;
 mod error;
@@ -36,6 +37,10 @@ pub mod testing;
 pub use accounts::{
     AuditEntry, AuditRow, NewToken, NewUser, Role, TokenId, TokenKind, TokenUser, UserCredentials,
     UserId, UserRow,
+};
+pub use backup::{
+    BackupError, BackupInfo, VerifiedBackup, find_pg_tool, pg_dump, pg_restore, restore_sqlite,
+    split_pg_password, verify_sqlite_backup,
 };
 pub use changes::SiteChangeMarker;
 pub use error::{StoreError, redact_url};

@@ -30,6 +30,25 @@ pub struct Config {
     pub public_url: Option<Url>,
     pub database: DatabaseUrl,
     pub sites: Vec<SiteConfig>,
+    /// An outside monitor's URL (healthchecks.io and the like), fetched every
+    /// `heartbeat_interval` while vetric is healthy. It may carry a token: never logged whole.
+    pub heartbeat_url: Option<Url>,
+    pub heartbeat_interval: Duration,
+    /// The scheduled daily backup of `serve` (SQLite only).
+    pub backup: BackupConfig,
+}
+
+/// `[backup]`: a daily copy of a SQLite store while `serve` runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupConfig {
+    /// Default: on for SQLite; PostgreSQL is backed up with its own tools.
+    pub enabled: bool,
+    /// Where the copies go. Default: `backups` next to the database file.
+    pub dir: PathBuf,
+    /// Scheduled copies older than this many days are deleted.
+    pub keep_days: u32,
+    /// Local hour of day (0–23) of the backup, in the first site's time zone.
+    pub hour: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +60,10 @@ pub enum DatabaseUrl {
 }
 
 impl DatabaseUrl {
+    pub fn is_sqlite(&self) -> bool {
+        matches!(self, Self::Sqlite(_))
+    }
+
     /// The URL as the store wants it.
     pub fn connect_string(&self) -> String {
         match self {
@@ -179,6 +202,20 @@ pub fn parse(
             parse_database_url(s, base_dir)
         })
         .unwrap_or_else(|| DatabaseUrl::Sqlite(base_dir.join("vetric.db")));
+    let heartbeat_url = root.parse_str("heartbeat_url", &mut problems, parse_http_url);
+    let heartbeat_interval = root.seconds("heartbeat_interval_s", 60, &mut problems);
+    if heartbeat_interval < Duration::from_secs(1) {
+        problems.push("heartbeat_interval_s", "must be at least 1 second");
+    }
+
+    let backup = match root.take("backup") {
+        Some(toml::Value::Table(t)) => parse_backup(&t, &database, base_dir, &mut problems),
+        Some(_) => {
+            problems.push("backup", "expected a table ([backup])");
+            parse_backup(&toml::Table::new(), &database, base_dir, &mut problems)
+        }
+        None => parse_backup(&toml::Table::new(), &database, base_dir, &mut problems),
+    };
 
     let mut sites = Vec::new();
     if let Some(value) = root.take("sites") {
@@ -216,6 +253,9 @@ pub fn parse(
             public_url,
             database,
             sites,
+            heartbeat_url,
+            heartbeat_interval,
+            backup,
         })
     } else {
         Err(ConfigErrors {
@@ -301,6 +341,44 @@ fn parse_cvepro(
         password: password?,
         poll_interval,
     })
+}
+
+fn parse_backup(
+    table: &toml::Table,
+    database: &DatabaseUrl,
+    base_dir: &Path,
+    problems: &mut Problems,
+) -> BackupConfig {
+    let mut s = Section::new("backup", table, base_dir);
+    let sqlite_dir = match database {
+        DatabaseUrl::Sqlite(path) => path.parent().map(Path::to_path_buf),
+        DatabaseUrl::Postgres(_) => None,
+    };
+    let enabled = s.boolean("enabled", sqlite_dir.is_some(), problems);
+    if enabled && sqlite_dir.is_none() {
+        problems.push(
+            "backup.enabled",
+            "scheduled backups are for SQLite stores; back up PostgreSQL with `vetric backup` \
+             (pg_dump) from a timer, or your database's own tooling",
+        );
+    }
+    let dir = s
+        .string("dir", problems)
+        .map(|d| base_dir.join(d.trim()))
+        .unwrap_or_else(|| {
+            sqlite_dir
+                .unwrap_or_else(|| base_dir.to_path_buf())
+                .join("backups")
+        });
+    let keep_days = s.integer("keep_days", 14, 1..=36_500, problems);
+    let hour = s.integer("hour", 3, 0..=23, problems);
+    s.finish(problems);
+    BackupConfig {
+        enabled,
+        dir,
+        keep_days,
+        hour,
+    }
 }
 
 fn parse_http_url(s: &str) -> Result<Url, String> {
@@ -476,6 +554,57 @@ impl<'a> Section<'a> {
                     &format!("expected a whole number of seconds, found {value}"),
                 );
                 Duration::from_secs(default)
+            }
+        }
+    }
+
+    /// A whole number in `range`; environment overrides arrive as strings.
+    fn integer(
+        &mut self,
+        key: &str,
+        default: u32,
+        range: std::ops::RangeInclusive<u32>,
+        problems: &mut Problems,
+    ) -> u32 {
+        let Some(value) = self.take(key) else {
+            return default;
+        };
+        let parsed = match &value {
+            toml::Value::Integer(i) => u32::try_from(*i).ok(),
+            toml::Value::String(s) => s.trim().parse::<u32>().ok(),
+            _ => None,
+        };
+        match parsed.filter(|v| range.contains(v)) {
+            Some(v) => v,
+            None => {
+                problems.push(
+                    &self.path(key),
+                    &format!(
+                        "expected a whole number from {} to {}, found {value}",
+                        range.start(),
+                        range.end()
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    /// `true` or `false`; environment overrides arrive as strings.
+    fn boolean(&mut self, key: &str, default: bool, problems: &mut Problems) -> bool {
+        let Some(value) = self.take(key) else {
+            return default;
+        };
+        match &value {
+            toml::Value::Boolean(b) => *b,
+            toml::Value::String(s) if s.trim() == "true" => true,
+            toml::Value::String(s) if s.trim() == "false" => false,
+            _ => {
+                problems.push(
+                    &self.path(key),
+                    &format!("expected true or false, found {value}"),
+                );
+                default
             }
         }
     }
@@ -689,6 +818,68 @@ mod tests {
             c.sites[0].cvepro.as_ref().unwrap().password.expose(),
             "s3cret"
         );
+    }
+
+    #[test]
+    fn heartbeat_keys_are_checked() {
+        let c = parse_ok(GOOD);
+        assert!(c.heartbeat_url.is_none());
+        assert_eq!(c.heartbeat_interval, Duration::from_secs(60));
+        let c = parse_ok(&format!(
+            "heartbeat_url = \"https://hc-ping.com/abc?token=x\"\nheartbeat_interval_s = 5\n{GOOD}"
+        ));
+        assert_eq!(c.heartbeat_interval, Duration::from_secs(5));
+        assert_eq!(
+            c.heartbeat_url.map(|u| u.to_string()),
+            Some("https://hc-ping.com/abc?token=x".to_owned())
+        );
+        let found = problems(
+            &format!("heartbeat_url = \"ftp://x\"\nheartbeat_interval_s = 0\n{GOOD}"),
+            &[],
+        );
+        assert_eq!(found.len(), 2, "{found:?}");
+    }
+
+    #[test]
+    fn backup_keys_have_defaults_and_are_checked() {
+        let c = parse_ok(GOOD);
+        assert_eq!(
+            c.backup,
+            BackupConfig {
+                enabled: true,
+                dir: PathBuf::from("/etc/vetric/data/backups"),
+                keep_days: 14,
+                hour: 3,
+            }
+        );
+        let c = parse_ok(&format!(
+            "{GOOD}\n[backup]\ndir = \"/srv/bk\"\nkeep_days = 7\nhour = 23\nenabled = false\n"
+        ));
+        assert_eq!(c.backup.dir, PathBuf::from("/srv/bk"));
+        assert_eq!((c.backup.keep_days, c.backup.hour), (7, 23));
+        assert!(!c.backup.enabled);
+        let found = problems(
+            &format!("{GOOD}\n[backup]\nhour = 24\nkeep_days = 0\nenabled = \"yes\"\nkeep = 1\n"),
+            &[("VETRIC_BACKUP__HOUR", "x")],
+        );
+        let joined = found.join("\n");
+        for expected in [
+            "backup.hour: expected a whole number from 0 to 23",
+            "backup.keep_days: expected a whole number from 1 to 36500",
+            "backup.enabled: expected true or false",
+            "backup.keep: unknown key",
+        ] {
+            assert!(
+                joined.contains(expected),
+                "missing {expected:?} in:\n{joined}"
+            );
+        }
+        assert_eq!(found.len(), 4, "{joined}");
+        let pg = GOOD.replace("sqlite://data/vetric.db", "postgres://u@h/db");
+        assert!(!parse_ok(&pg).backup.enabled);
+        let found = problems(&format!("{pg}\n[backup]\nenabled = true\n"), &[]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].starts_with("backup.enabled: scheduled backups are for SQLite"));
     }
 
     #[test]

@@ -2,8 +2,11 @@
 //! stderr and a non-zero exit code here, at the edge, and nowhere else.
 
 mod accounts;
+mod backup;
 mod config;
 mod demo;
+mod heartbeat;
+mod liveness;
 mod probe;
 mod serve;
 mod status;
@@ -50,6 +53,27 @@ enum Command {
     Migrate {
         #[arg(long, env = "VETRIC_CONFIG")]
         config: PathBuf,
+    },
+    /// Write a consistent copy of the store to FILE (works while `serve` runs; PostgreSQL
+    /// through `pg_dump --format=custom`).
+    Backup {
+        #[arg(long, env = "VETRIC_CONFIG")]
+        config: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Overwrite FILE if it exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Replace the store with a backup (refused while `serve` or `demo` holds it).
+    Restore {
+        #[arg(long, env = "VETRIC_CONFIG")]
+        config: PathBuf,
+        /// A file written by `vetric backup`.
+        file: PathBuf,
+        /// Really replace the store; without it, only check and say what would happen.
+        #[arg(long)]
+        yes: bool,
     },
     /// Check a configuration file and list every problem at once.
     CheckConfig {
@@ -136,7 +160,10 @@ enum CveproCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    init_logging(match &cli.command {
+        Command::Serve { .. } => LogStyle::Serve,
+        _ => LogStyle::Console,
+    });
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -217,6 +244,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}: migrated", cfg.database);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Backup { config, out, force } => {
+            let cfg = config::load(&config, &config::vetric_env())?;
+            backup::backup_command(&cfg, &out, force).await
+        }
+        Command::Restore { config, file, yes } => {
+            let cfg = config::load(&config, &config::vetric_env())?;
+            backup::restore_command(&cfg, &file, yes).await
+        }
         Command::CheckConfig { config } => {
             let cfg = config::load(&config, &config::vetric_env())?;
             println!(
@@ -264,18 +299,51 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Logs go to stderr so that one-shot commands keep stdout for their result.
-fn init_logging() {
+/// Where logs go and how they look.
+#[derive(Clone, Copy)]
+enum LogStyle {
+    /// `serve`: JSON lines on stdout (for journald and log shippers), each with its spans
+    /// (request id, site).
+    Serve,
+    /// `demo` and one-shot commands: human-readable text on stderr, so stdout keeps the
+    /// result (or the demo's URL and login lines).
+    Console,
+}
+
+/// `VETRIC_LOG` filters (default `info`); `VETRIC_LOG_FORMAT=text|json` overrides the format
+/// (not the destination).
+fn init_logging(style: LogStyle) {
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
     let filter = EnvFilter::try_from_env("VETRIC_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = std::env::var("VETRIC_LOG_FORMAT").is_ok_and(|v| v == "json");
+    let (writer, is_terminal, default_json) = match style {
+        LogStyle::Serve => (
+            BoxMakeWriter::new(std::io::stdout),
+            std::io::IsTerminal::is_terminal(&std::io::stdout()),
+            true,
+        ),
+        LogStyle::Console => (
+            BoxMakeWriter::new(std::io::stderr),
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            false,
+        ),
+    };
+    let json = match std::env::var("VETRIC_LOG_FORMAT").as_deref() {
+        Ok("json") => true,
+        Ok("text") => false,
+        _ => default_json,
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     if json {
-        builder.json().init();
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(true)
+            .init();
     } else {
-        builder.init();
+        builder.with_ansi(is_terminal).init();
     }
 }

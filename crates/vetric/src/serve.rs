@@ -20,6 +20,8 @@ use vetric_cvepro::{CveProClient, CveProConfig};
 use vetric_engine::{IngestSettings, SiteIngest};
 use vetric_store::{InstanceLock, LockError, LockHolder, SiteId, Store};
 
+mod systemd;
+
 /// How long in-flight work gets after SIGTERM before the process exits anyway.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -131,6 +133,43 @@ pub async fn run(
             .collect(),
         ..vetric_web::OpsSettings::default()
     };
+    let polled: Vec<crate::liveness::PolledSite> = sites
+        .iter()
+        .filter_map(|(id, s)| {
+            s.cvepro.as_ref().map(|c| crate::liveness::PolledSite {
+                id: *id,
+                slug: s.slug.to_string(),
+                poll_interval: c.poll_interval,
+            })
+        })
+        .collect();
+    // STOPPING=1 on drain and, under a systemd watchdog, keep-alives while alive.
+    tasks.spawn(systemd::supervise(
+        store.clone(),
+        polled.clone(),
+        stop.clone(),
+    ));
+    if let Some(url) = config.heartbeat_url.clone() {
+        tasks.spawn(crate::heartbeat::run(
+            url,
+            config.heartbeat_interval,
+            store.clone(),
+            polled,
+            stop.clone(),
+        ));
+    }
+    if config.backup.enabled && config.database.is_sqlite() {
+        // Daily, in the first site's zone (São Paulo without sites).
+        let tz = sites
+            .first()
+            .map_or(chrono_tz::America::Sao_Paulo, |(_, s)| s.timezone);
+        tasks.spawn(crate::backup::scheduled(
+            store.clone(),
+            config.backup.clone(),
+            tz,
+            stop.clone(),
+        ));
+    }
     for (site_id, site) in sites {
         let Some(cve) = &site.cvepro else {
             info!(site = %site.slug, "no [sites.cvepro] configured; not polling this site");
@@ -167,6 +206,8 @@ pub async fn run(
     )
     .with_ops(ops);
     let app = vetric_web::router(state);
+    // Bound, migrated, and the accept loop starts below (no-op without NOTIFY_SOCKET).
+    systemd::ready(&config.listen.to_string());
     let served = vetric_web::serve(claimed.listener, app, stop.clone()).await;
     stop.cancel();
     signals.abort();

@@ -27,6 +27,7 @@ pub mod live;
 pub mod metrics;
 pub mod openapi_more;
 pub mod pages;
+pub mod request_log;
 pub mod residents;
 pub mod security;
 pub mod sessions;
@@ -224,7 +225,7 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(api::openapi))
         .fallback(api::not_found)
         .layer(axum::Extension(ApiRequest));
-    Router::new()
+    let app = Router::new()
         .route("/health/live", get(live))
         .route("/health/ready", get(health::ready))
         .route("/health", get(health::health))
@@ -277,8 +278,9 @@ pub fn router(state: AppState) -> Router {
             security::headers,
         ))
         // Outermost, so refused and failed requests are counted too.
-        .layer(axum::middleware::from_fn(metrics::track))
-        .with_state(state)
+        .layer(axum::middleware::from_fn(metrics::track));
+    // Outermost of all: every response gets a request id and an INFO log line.
+    request_log::layer(app).with_state(state)
 }
 
 /// `/health/live`: the process answers. It touches nothing else, so a slow store or a dead

@@ -13,7 +13,8 @@
 //! a `tick` event every [`TICK_EVERY`] lets the page tell "live" from a silently dead
 //! connection; the session behind the stream is re-checked on every message, so a logout ends
 //! the stream too. Streams end when the server shuts down (`take_until` on the shutdown
-//! token), otherwise graceful shutdown would wait for them forever.
+//! token), otherwise graceful shutdown would wait for them forever, with a last
+//! `retry: 2000` field ([`RETRY_AFTER_SHUTDOWN`]) so clients reconnect after a pause.
 
 use crate::auth::{AuthUser, token_hash};
 use crate::error::ApiError;
@@ -35,6 +36,8 @@ use vetric_store::SiteId;
 pub const WATCH_EVERY: Duration = Duration::from_secs(1);
 /// How often a stream sends a `tick` when nothing changed.
 pub const TICK_EVERY: Duration = Duration::from_secs(15);
+/// The `retry:` a stream ends with when the server shuts down.
+pub const RETRY_AFTER_SHUTDOWN: Duration = Duration::from_millis(2000);
 
 /// The per-site broadcast channels of rendered fragments.
 #[derive(Default)]
@@ -175,9 +178,23 @@ pub async fn events(
     );
     // Counted in `vetric_sse_clients` until the stream is dropped (client gone or shutdown).
     let client = crate::metrics::SseClient::open();
+    // On shutdown the stream ends with a `retry:` hint, so browsers reconnect (to another
+    // instance, or this one restarted) after a short pause instead of at once.
+    let ended = shutdown.clone();
+    let farewell = futures_util::stream::once(async move {
+        ended.is_cancelled().then(|| {
+            Ok::<_, Infallible>(
+                Event::default()
+                    .retry(RETRY_AFTER_SHUTDOWN)
+                    .comment("server shutting down"),
+            )
+        })
+    })
+    .filter_map(futures_util::future::ready);
     let stream = initial
         .chain(updates)
         .take_until(shutdown.cancelled_owned())
+        .chain(farewell)
         .inspect(move |_| {
             let _ = &client;
         });

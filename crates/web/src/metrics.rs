@@ -91,7 +91,7 @@ fn method_label(m: &Method) -> &'static str {
 
 /// The route label: the matched template, or `unmatched`. Axum's internal catch-all names
 /// (nest tails) are folded into `unmatched` too.
-fn route_label(matched: Option<&MatchedPath>) -> String {
+pub(crate) fn route_label(matched: Option<&MatchedPath>) -> String {
     match matched.map(MatchedPath::as_str) {
         Some(p) if !p.contains("__private__") => p.to_owned(),
         _ => "unmatched".to_owned(),
