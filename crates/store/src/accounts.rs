@@ -206,6 +206,19 @@ pub struct AuditRow {
     pub ip: Option<String>,
 }
 
+/// An audit row as people read it: with the e-mail of the user who acted, when known.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct AuditView {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub user_id: Option<UserId>,
+    pub user_email: Option<String>,
+    pub action: String,
+    pub target: String,
+    pub detail: serde_json::Value,
+    pub ip: Option<String>,
+}
+
 #[derive(sqlx::FromRow)]
 struct TokenUserRaw {
     token_id: TokenId,
@@ -531,5 +544,24 @@ impl Store {
         .fetch_all(pool)
         .await
         .ctx("reading the audit log"))
+    }
+
+    /// One page of the audit log for people: newest first, at most `limit` rows (clamped to
+    /// 1..=500) with an id below `before` when given, each with the e-mail of its user.
+    pub async fn audit_page(
+        &self,
+        limit: i64,
+        before: Option<i64>,
+    ) -> Result<Vec<AuditView>, StoreError> {
+        with_pool!(self, |pool| sqlx::query_as::<_, AuditView>(
+            "SELECT a.id, a.at, a.user_id, u.email AS user_email, a.action, a.target, \
+             a.detail, a.ip FROM audit_log a LEFT JOIN users u ON u.id = a.user_id \
+             WHERE a.id < $1 ORDER BY a.id DESC LIMIT $2"
+        )
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(limit.clamp(1, 500))
+        .fetch_all(pool)
+        .await
+        .ctx("reading a page of the audit log"))
     }
 }

@@ -35,8 +35,8 @@ mod store;
 pub mod testing;
 
 pub use accounts::{
-    AuditEntry, AuditRow, NewToken, NewUser, Role, TokenId, TokenKind, TokenUser, UserCredentials,
-    UserId, UserRow,
+    AuditEntry, AuditRow, AuditView, NewToken, NewUser, Role, TokenId, TokenKind, TokenUser,
+    UserCredentials, UserId, UserRow,
 };
 pub use backup::{
     BackupError, BackupInfo, VerifiedBackup, find_pg_tool, pg_dump, pg_restore, restore_sqlite,

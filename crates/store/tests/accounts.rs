@@ -236,7 +236,57 @@ async fn change_marker_moves_with_the_site(db: &TestDb) {
     assert_ne!(after, empty);
 }
 
+async fn audit_pages_go_newest_first_with_the_users_email(db: &TestDb) {
+    let id = manager(db, "m@example.com", vec![]).await;
+    for minute in 1..=4 {
+        db.store
+            .append_audit(
+                &AuditEntry::new(t(minute), Some(id), "login", "m@example.com")
+                    .with_ip(Some(format!("10.0.0.{minute}"))),
+            )
+            .await
+            .unwrap();
+    }
+    db.store
+        .append_audit(&AuditEntry::new(
+            t(5),
+            None,
+            "login_failed",
+            "x@example.com",
+        ))
+        .await
+        .unwrap();
+    let first = db.store.audit_page(2, None).await.unwrap();
+    assert_eq!(first.len(), 2);
+    assert_eq!(first[0].action, "login_failed");
+    assert_eq!(first[0].user_email, None);
+    assert_eq!(first[1].user_email.as_deref(), Some("m@example.com"));
+    assert_eq!(first[1].ip.as_deref(), Some("10.0.0.4"));
+    assert_eq!(first[1].at, t(4));
+    let next = db.store.audit_page(10, Some(first[1].id)).await.unwrap();
+    // Three logins left, then the user_add row of `manager`.
+    let ips: Vec<_> = next.iter().map(|r| r.ip.clone()).collect();
+    assert_eq!(
+        ips,
+        vec![
+            Some("10.0.0.3".to_owned()),
+            Some("10.0.0.2".to_owned()),
+            Some("10.0.0.1".to_owned()),
+            None
+        ]
+    );
+    assert!(next.windows(2).all(|w| w[0].id > w[1].id));
+    assert!(
+        db.store
+            .audit_page(10, Some(next[3].id))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 test_both_backends!(
+    audit_pages_go_newest_first_with_the_users_email,
     users_are_unique_by_email_case_insensitively,
     tokens_expire_and_revoke_at_once,
     change_marker_moves_with_the_site,

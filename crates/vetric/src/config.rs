@@ -36,6 +36,9 @@ pub struct Config {
     pub heartbeat_interval: Duration,
     /// The scheduled daily backup of `serve` (SQLite only).
     pub backup: BackupConfig,
+    /// Origins (`scheme://host[:port]`) whose pages may call `/api/v1` with credentials.
+    /// Empty: no CORS headers at all.
+    pub cors_origins: Vec<String>,
 }
 
 /// `[backup]`: a daily copy of a SQLite store while `serve` runs.
@@ -203,6 +206,7 @@ pub fn parse(
         })
         .unwrap_or_else(|| DatabaseUrl::Sqlite(base_dir.join("vetric.db")));
     let heartbeat_url = root.parse_str("heartbeat_url", &mut problems, parse_http_url);
+    let cors_origins = parse_cors_origins(root.take("cors_origins"), &mut problems);
     let heartbeat_interval = root.seconds("heartbeat_interval_s", 60, &mut problems);
     if heartbeat_interval < Duration::from_secs(1) {
         problems.push("heartbeat_interval_s", "must be at least 1 second");
@@ -256,6 +260,7 @@ pub fn parse(
             heartbeat_url,
             heartbeat_interval,
             backup,
+            cors_origins,
         })
     } else {
         Err(ConfigErrors {
@@ -379,6 +384,88 @@ fn parse_backup(
         keep_days,
         hour,
     }
+}
+
+/// `cors_origins`: an array of origins, or (from `VETRIC_CORS_ORIGINS`) one string of
+/// comma-separated origins. Each must be exactly `scheme://host[:port]`; `*` is refused.
+fn parse_cors_origins(value: Option<toml::Value>, problems: &mut Problems) -> Vec<String> {
+    let items: Vec<(String, toml::Value)> = match value {
+        None => return Vec::new(),
+        Some(toml::Value::Array(items)) => items
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| (format!("cors_origins[{i}]"), v))
+            .collect(),
+        Some(toml::Value::String(s)) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|x| !x.is_empty())
+            .enumerate()
+            .map(|(i, x)| {
+                (
+                    format!("cors_origins[{i}]"),
+                    toml::Value::String(x.to_owned()),
+                )
+            })
+            .collect(),
+        Some(other) => {
+            problems.push(
+                "cors_origins",
+                &format!(
+                    "expected an array of origins such as [\"https://painel.example.com\"], \
+                     found {}",
+                    other.type_str()
+                ),
+            );
+            return Vec::new();
+        }
+    };
+    let mut out: Vec<String> = Vec::new();
+    for (key, v) in items {
+        let toml::Value::String(raw) = v else {
+            problems.push(&key, &format!("expected a string, found {}", v.type_str()));
+            continue;
+        };
+        match parse_origin(raw.trim()) {
+            Ok(o) if !out.contains(&o) => out.push(o),
+            Ok(_) => {}
+            Err(msg) => problems.push(&key, &msg),
+        }
+    }
+    out
+}
+
+/// One CORS origin, normalised (`https://Painel.Example.com:443` → `https://painel.example.com`).
+fn parse_origin(s: &str) -> Result<String, String> {
+    if s == "*" || s.contains('*') {
+        return Err(
+            "\"*\" is refused: the API is called with credentials (session cookie), and \
+                    allowing every origin would let any web site act as the logged-in user; \
+                    list each origin explicitly, e.g. \"https://painel.example.com\""
+                .into(),
+        );
+    }
+    let u = Url::parse(s).map_err(|e| {
+        format!("not an origin ({e}); expected scheme://host[:port], e.g. \"https://painel.example.com\"")
+    })?;
+    if !matches!(u.scheme(), "http" | "https") || u.host().is_none() {
+        return Err(
+            "expected an http:// or https:// origin such as \"https://painel.example.com\"".into(),
+        );
+    }
+    let rest = s.split_once("://").map_or("", |(_, r)| r);
+    if !u.username().is_empty()
+        || u.password().is_some()
+        || rest.contains('/')
+        || u.query().is_some()
+        || u.fragment().is_some()
+    {
+        return Err(format!(
+            "an origin is scheme://host[:port] only, with no path, query or user; use \"{}\"",
+            u.origin().ascii_serialization()
+        ));
+    }
+    Ok(u.origin().ascii_serialization())
 }
 
 fn parse_http_url(s: &str) -> Result<Url, String> {
@@ -891,5 +978,52 @@ mod tests {
         let shown = c.database.to_string();
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(format!("{c:?}").find("hunter2").is_none());
+    }
+
+    #[test]
+    fn cors_origins_are_an_explicit_allow_list() {
+        assert!(parse_ok(GOOD).cors_origins.is_empty());
+        let c = parse_ok(&format!(
+            "cors_origins = [\"https://Painel.Example.com\", \"http://localhost:5173\", \
+             \"https://painel.example.com:443\"]\n{GOOD}"
+        ));
+        assert_eq!(
+            c.cors_origins,
+            vec!["https://painel.example.com", "http://localhost:5173"]
+        );
+        let found = problems(
+            &format!(
+                "cors_origins = [\"*\", \"https://x.example.com/app\", \"ftp://x\", 3, \
+                 \"https://ok.example.com\"]\n{GOOD}"
+            ),
+            &[],
+        );
+        let joined = found.join("\n");
+        assert_eq!(found.len(), 4, "{joined}");
+        assert!(
+            joined.contains("cors_origins[0]: \"*\" is refused"),
+            "{joined}"
+        );
+        assert!(joined.contains("credentials"), "{joined}");
+        assert!(joined.contains("cors_origins[1]: an origin is scheme://host[:port] only"));
+        assert!(
+            joined.contains("cors_origins[2]: expected an http"),
+            "{joined}"
+        );
+        assert!(
+            joined.contains("cors_origins[3]: expected a string"),
+            "{joined}"
+        );
+        let found = problems(GOOD, &[("VETRIC_CORS_ORIGINS", "https://a.example.com, *")]);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].starts_with("cors_origins[1]: \"*\" is refused"));
+        let env = [(
+            "VETRIC_CORS_ORIGINS".to_owned(),
+            "https://a.example.com,https://b.example.com".to_owned(),
+        )]
+        .into_iter()
+        .collect();
+        let c = parse(GOOD, "t", Path::new("/etc/vetric"), &env).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.cors_origins.len(), 2);
     }
 }

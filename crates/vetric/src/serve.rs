@@ -204,7 +204,8 @@ pub async fn run(
         config.public_url.clone(),
         stop.clone(),
     )
-    .with_ops(ops);
+    .with_ops(ops)
+    .with_cors_origins(config.cors_origins.clone());
     let app = vetric_web::router(state);
     // Bound, migrated, and the accept loop starts below (no-op without NOTIFY_SOCKET).
     systemd::ready(&config.listen.to_string());

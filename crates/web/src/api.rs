@@ -239,6 +239,8 @@ pub async fn openapi() -> Response {
 pub fn openapi_document() -> serde_json::Value {
     let mut doc = base_openapi_document();
     crate::openapi_more::extend(&mut doc);
+    crate::account::extend_openapi(&mut doc);
+    crate::audit::extend_openapi(&mut doc);
     doc
 }
 

@@ -37,7 +37,7 @@ struct Item {
 #[derive(Template, WebTemplate)]
 #[template(path = "inbox.html")]
 struct InboxPage {
-    user_email: String,
+    user_email: crate::account::NavUser,
     slug: String,
     name: String,
     nav: &'static str,
@@ -111,7 +111,7 @@ async fn render(
         })
         .collect();
     Ok(InboxPage {
-        user_email: user.email.clone(),
+        user_email: crate::account::NavUser::of(user),
         slug: site.slug.clone(),
         name: site.name.clone(),
         nav: "inbox",

@@ -15,9 +15,12 @@
 //!   [`vitals`] (freshness and vendor link per site, shared with `vetric status`): no login,
 //!   no secrets, no residents' data.
 
+pub mod account;
 pub mod api;
 pub mod assets;
+pub mod audit;
 pub mod auth;
+pub mod cors;
 pub mod error;
 pub mod forms;
 pub mod health;
@@ -75,6 +78,7 @@ struct Inner {
     limiter: auth::LoginLimiter,
     live: live::LiveHub,
     ops: OpsSettings,
+    cors_origins: Vec<String>,
 }
 
 impl AppState {
@@ -111,6 +115,7 @@ impl AppState {
             limiter,
             live: live::LiveHub::default(),
             ops: OpsSettings::default(),
+            cors_origins: Vec::new(),
         }))
     }
 
@@ -146,6 +151,23 @@ impl AppState {
 
     pub fn ops(&self) -> &OpsSettings {
         &self.0.ops
+    }
+
+    /// Sets the CORS allow-list (`cors_origins`, already checked: `scheme://host[:port]`).
+    /// Call it on a fresh state, before it is cloned into the router.
+    pub fn with_cors_origins(mut self, origins: Vec<String>) -> Self {
+        match Arc::get_mut(&mut self.0) {
+            Some(inner) => inner.cors_origins = origins,
+            None => {
+                tracing::error!("AppState::with_cors_origins called on a shared state; ignored")
+            }
+        }
+        self
+    }
+
+    /// The origins allowed to call `/api/v1` with credentials (empty: no CORS at all).
+    pub fn cors_origins(&self) -> &[String] {
+        &self.0.cors_origins
     }
 
     pub fn public_url_is_https(&self) -> bool {
@@ -202,6 +224,8 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/auth/login", post(api::login))
         .route("/auth/logout", post(api::logout))
+        .route("/auth/password", post(account::api_change_password))
+        .route("/audit", get(audit::api_list))
         .route("/sites", get(api::sites))
         .route("/sites/{slug}/chargers", get(api::chargers))
         .route("/sites/{slug}/sessions", get(api::sessions))
@@ -225,6 +249,12 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(api::openapi))
         .fallback(api::not_found)
         .layer(axum::Extension(ApiRequest));
+    let api = match cors::layer(state.cors_origins()) {
+        Some(cors) => api
+            .layer(cors)
+            .layer(axum::middleware::map_response(cors::strip_unallowed)),
+        None => api,
+    };
     let app = Router::new()
         .route("/health/live", get(live))
         .route("/health/ready", get(health::ready))
@@ -233,6 +263,11 @@ pub fn router(state: AppState) -> Router {
         .route("/static/{*path}", get(assets::serve))
         .route("/login", get(pages::login_form).post(pages::login_submit))
         .route("/logout", post(pages::logout))
+        .route(
+            "/account/password",
+            get(account::password_form).post(account::password_submit),
+        )
+        .route("/audit", get(audit::page))
         .route("/", get(pages::home))
         .route("/sites/{slug}", get(pages::site))
         .route("/sites/{slug}/cards", get(pages::cards))

@@ -37,14 +37,14 @@ struct SiteItem {
 #[derive(Template, WebTemplate)]
 #[template(path = "sites.html")]
 struct SitesPage {
-    user_email: String,
+    user_email: crate::account::NavUser,
     sites: Vec<SiteItem>,
 }
 
 #[derive(Template, WebTemplate)]
 #[template(path = "site.html")]
 struct SitePage {
-    user_email: String,
+    user_email: crate::account::NavUser,
     slug: String,
     name: String,
     multi_site: bool,
@@ -353,7 +353,7 @@ pub async fn home(State(state): State<AppState>, user: AuthUser) -> Result<Respo
         });
     }
     Ok(SitesPage {
-        user_email: user.email,
+        user_email: crate::account::NavUser::of(&user),
         sites,
     }
     .into_response())
@@ -372,7 +372,7 @@ pub async fn site(
     let multi_site = state.visible_sites(&user).nth(1).is_some();
     Ok(SitePage {
         multi_site,
-        user_email: user.email,
+        user_email: crate::account::NavUser::of(&user),
         slug: site.slug.clone(),
         name: site.name.clone(),
         cards_html,

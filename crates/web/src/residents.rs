@@ -287,7 +287,7 @@ struct ListItem {
 #[derive(Template, WebTemplate)]
 #[template(path = "residents.html")]
 struct ResidentsPage {
-    user_email: String,
+    user_email: crate::account::NavUser,
     slug: String,
     name: String,
     nav: &'static str,
@@ -306,7 +306,7 @@ struct TagRow {
 #[derive(Template, WebTemplate)]
 #[template(path = "resident_new.html")]
 struct NewResidentPage {
-    user_email: String,
+    user_email: crate::account::NavUser,
     slug: String,
     name: String,
     nav: &'static str,
@@ -325,7 +325,7 @@ struct TagLine {
 #[derive(Template, WebTemplate)]
 #[template(path = "resident.html")]
 struct ResidentPage {
-    user_email: String,
+    user_email: crate::account::NavUser,
     slug: String,
     name: String,
     nav: &'static str,
@@ -454,7 +454,7 @@ pub async fn list_page(
         })
         .collect();
     Ok(ResidentsPage {
-        user_email: user.email.clone(),
+        user_email: crate::account::NavUser::of(&user),
         slug: site.slug.clone(),
         name: site.name.clone(),
         nav: "residents",
@@ -492,7 +492,7 @@ fn new_page(
         });
     }
     NewResidentPage {
-        user_email: user.email.clone(),
+        user_email: crate::account::NavUser::of(user),
         slug: site.slug.clone(),
         name: site.name.clone(),
         nav: "residents",
@@ -663,7 +663,7 @@ fn detail_page(
     let now = Utc::now();
     let today = input_date(site, now);
     ResidentPage {
-        user_email: user.email.clone(),
+        user_email: crate::account::NavUser::of(user),
         slug: site.slug.clone(),
         name: site.name.clone(),
         nav: "residents",

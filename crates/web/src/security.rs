@@ -74,6 +74,14 @@ pub async fn csrf(State(state): State<AppState>, req: Request, next: Next) -> Re
     if bearer_token(h).is_some() && !has_cookie {
         return next.run(req).await;
     }
+    // A page on a configured CORS origin calling the API (see `crate::cors`).
+    if req.uri().path().starts_with("/api/v1/")
+        && h.get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|o| crate::cors::allowed(state.cors_origins(), o))
+    {
+        return next.run(req).await;
+    }
     match same_origin(&state, h) {
         Some(true) => next.run(req).await,
         None if !has_cookie => next.run(req).await,

@@ -204,7 +204,7 @@ struct Choice {
 #[derive(Template, WebTemplate)]
 #[template(path = "sessions.html")]
 struct SessionsPage {
-    user_email: String,
+    user_email: crate::account::NavUser,
     slug: String,
     name: String,
     nav: &'static str,
@@ -319,7 +319,7 @@ pub async fn page(
         .collect();
     let qs = q.query_string();
     Ok(SessionsPage {
-        user_email: user.email.clone(),
+        user_email: crate::account::NavUser::of(&user),
         slug: site.slug.clone(),
         name: site.name.clone(),
         nav: "sessions",

@@ -722,6 +722,8 @@ async fn openapi_lists_every_api_route() {
     for path in [
         "/api/v1/auth/login",
         "/api/v1/auth/logout",
+        "/api/v1/auth/password",
+        "/api/v1/audit",
         "/api/v1/sites",
         "/api/v1/sites/{slug}/chargers",
         "/api/v1/sites/{slug}/sessions",
