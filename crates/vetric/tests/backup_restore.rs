@@ -3,41 +3,14 @@
 //! (naming it), and after the server stops, `restore --yes` brings back exactly the data of
 //! the backup, as `vetric status --json` shows it.
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+mod ops_common;
+
+use ops_common::{BIN, start_serve, write_site_config};
+use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
-use vetric_sim::cvepro::{CveProSim, SimConfig, SimHandle};
-use vetric_testkit::{VetricProcess, free_local_addr, scratch_dir};
-
-const BIN: &str = env!("CARGO_BIN_EXE_vetric");
-
-fn write_config(dir: &Path, listen: SocketAddr, sim: &SimHandle) -> PathBuf {
-    let cfg = sim.config();
-    let path = dir.join("vetric.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "listen = \"{listen}\"\n\
-             database_url = \"sqlite://vetric.db\"\n\
-             [[sites]]\n\
-             slug = \"backup-test\"\n\
-             name = \"Backup test\"\n\
-             [sites.cvepro]\n\
-             base_url = \"{}\"\n\
-             api_key = \"{}\"\n\
-             email = \"{}\"\n\
-             password = \"{}\"\n\
-             poll_interval_s = 1\n",
-            sim.base_url(),
-            cfg.api_key,
-            cfg.email,
-            cfg.password
-        ),
-    )
-    .expect("write config");
-    path
-}
+use vetric_sim::cvepro::{CveProSim, SimConfig};
+use vetric_testkit::{free_local_addr, scratch_dir};
 
 /// Runs a one-shot command of the binary to completion.
 async fn vetric(args: &[&str]) -> Output {
@@ -93,17 +66,10 @@ async fn backup_while_serving_then_restore_brings_back_the_same_data() {
     .await
     .expect("simulator");
     let listen = free_local_addr();
-    let config = write_config(dir.path(), listen, &sim);
+    let config = write_site_config(dir.path(), listen, &sim, "backup-test", "Backup test", "");
     let cfg = path_str(&config);
 
-    let mut serve = VetricProcess::spawn(
-        Path::new(BIN),
-        &["serve", "--config", cfg],
-        &[("VETRIC_LOG", "info")],
-    );
-    serve
-        .wait_live(&format!("http://{listen}"), Duration::from_secs(30))
-        .await;
+    let mut serve = start_serve(&config, listen).await;
     let pid = serve.pid().expect("running");
     // Wait until the store has connectors from a few polls.
     let mut polled = false;

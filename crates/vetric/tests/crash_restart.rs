@@ -3,51 +3,21 @@
 //! session event exactly once (issue "Live state"; RELIABILITY.md R5). Also: a second instance
 //! on the same SQLite store refuses to start before doing anything, naming the first.
 
+mod ops_common;
+
+use ops_common::{BIN, start_serve, write_site_config};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use vetric_sim::cvepro::{CveProSim, SimConfig, SimHandle};
 use vetric_store::{SessionFilter, Store};
 use vetric_testkit::{VetricProcess, free_local_addr, scratch_dir};
 
-const BIN: &str = env!("CARGO_BIN_EXE_vetric");
+const SLUG: &str = "crash-test";
 
-fn write_config(dir: &std::path::Path, listen: SocketAddr, sim: &SimHandle) -> std::path::PathBuf {
-    let cfg = sim.config();
-    let path = dir.join("vetric.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "listen = \"{listen}\"\n\
-             database_url = \"sqlite://vetric.db\"\n\
-             [[sites]]\n\
-             slug = \"crash-test\"\n\
-             name = \"Crash test\"\n\
-             [sites.cvepro]\n\
-             base_url = \"{}\"\n\
-             api_key = \"{}\"\n\
-             email = \"{}\"\n\
-             password = \"{}\"\n\
-             poll_interval_s = 1\n",
-            sim.base_url(),
-            cfg.api_key,
-            cfg.email,
-            cfg.password
-        ),
-    )
-    .expect("write config");
-    path
-}
-
-async fn start_serve(config: &std::path::Path, listen: SocketAddr) -> VetricProcess {
-    let mut p = VetricProcess::spawn(
-        std::path::Path::new(BIN),
-        &["serve", "--config", config.to_str().expect("utf-8 path")],
-        &[("VETRIC_LOG", "info")],
-    );
-    p.wait_live(&format!("http://{listen}"), Duration::from_secs(30))
-        .await;
-    p
+fn write_config(dir: &Path, listen: SocketAddr, sim: &SimHandle) -> PathBuf {
+    write_site_config(dir, listen, sim, SLUG, "Crash test", "")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,7 +62,7 @@ async fn sigkill_during_ingest_loses_and_doubles_nothing() {
     .await
     .expect("open the store");
     let site = store
-        .site_by_slug("crash-test")
+        .site_by_slug(SLUG)
         .await
         .expect("query")
         .expect("site exists");
@@ -203,7 +173,7 @@ async fn a_second_instance_on_the_same_store_refuses_before_binding() {
     // Same store, another port: it must refuse because of the store, naming the holder.
     let other = free_local_addr();
     let mut second = VetricProcess::spawn(
-        std::path::Path::new(BIN),
+        Path::new(BIN),
         &["serve", "--config", config.to_str().expect("utf-8 path")],
         &[("VETRIC_LISTEN", &other.to_string())],
     );
@@ -223,7 +193,7 @@ async fn a_second_instance_on_the_same_store_refuses_before_binding() {
     let dir2 = scratch_dir();
     let config2 = write_config(dir2.path(), listen, &sim);
     let mut third = VetricProcess::spawn(
-        std::path::Path::new(BIN),
+        Path::new(BIN),
         &["serve", "--config", config2.to_str().expect("utf-8 path")],
         &[],
     );

@@ -2,58 +2,41 @@
 //! (page and API: old tokens die at once, errors at the field, rate limit, CSRF), the audit
 //! log (admins only), and CORS for the configured allow-list on `/api/v1` only.
 
+mod common;
+
 use axum::Router;
-use axum::body::{Body, Bytes};
-use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
 use chrono::Utc;
+use common::{
+    ORIGIN, PASSWORD, add_site, add_users, cookie_of, get_bearer, get_cookie, json_of, login,
+    login_req, send, site_settings, text,
+};
 use serde_json::{Value, json};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
 use vetric_store::testing::TestDb;
-use vetric_store::{AuditEntry, NewUser, Role, test_both_backends};
-use vetric_web::auth::{LoginLimiter, hash_password};
-use vetric_web::{AppState, SiteSettings, router};
+use vetric_store::{Role, test_both_backends};
+use vetric_web::auth::LoginLimiter;
+use vetric_web::{AppState, router};
 
-const PASSWORD: &str = "uma senha comprida 123";
 const NEW_PASSWORD: &str = "outra senha bem longa 456";
-const ORIGIN: &str = "http://vetric.test";
 const PAINEL: &str = "https://painel.example.com";
 
 async fn app(db: &TestDb, limiter: LoginLimiter, cors: &[&str]) -> Router {
     let store = db.store.clone();
-    let home = store
-        .upsert_site("palmeiras", "Jardim Palmeiras", "America/Sao_Paulo")
-        .await
-        .unwrap();
-    let hash = hash_password(PASSWORD).unwrap();
-    for (email, role, sites) in [
-        ("admin@example.com", Role::Admin, vec![]),
-        ("sindico@example.com", Role::Manager, vec![home]),
-    ] {
-        store
-            .create_user(
-                &NewUser {
-                    email: email.into(),
-                    password_hash: hash.clone(),
-                    role,
-                    sites,
-                },
-                &AuditEntry::new(Utc::now(), None, "user_add", email),
-            )
-            .await
-            .unwrap();
-    }
+    let home = add_site(&store, "palmeiras", "Jardim Palmeiras").await;
+    add_users(
+        &store,
+        vec![
+            ("admin@example.com", Role::Admin, vec![]),
+            ("sindico@example.com", Role::Manager, vec![home]),
+        ],
+    )
+    .await;
     let state = AppState::with_limiter(
         store,
-        vec![SiteSettings {
-            id: home,
-            slug: "palmeiras".into(),
-            name: "Jardim Palmeiras".into(),
-            timezone: chrono_tz::America::Sao_Paulo,
-            poll_interval: Duration::from_secs(10),
-            offline_after: Duration::from_secs(600),
-        }],
+        vec![site_settings(home, "palmeiras", "Jardim Palmeiras")],
         Some(ORIGIN.parse().unwrap()),
         CancellationToken::new(),
         limiter,
@@ -62,71 +45,8 @@ async fn app(db: &TestDb, limiter: LoginLimiter, cors: &[&str]) -> Router {
     router(state)
 }
 
-async fn send(app: &Router, req: Request<Body>) -> (StatusCode, HeaderMap, Bytes) {
-    let res = app.clone().oneshot(req).await.unwrap();
-    let (parts, body) = res.into_parts();
-    let bytes = axum::body::to_bytes(body, 1 << 22).await.unwrap();
-    (parts.status, parts.headers, bytes)
-}
-
-fn json_of(b: &Bytes) -> Value {
-    serde_json::from_slice(b).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(b)))
-}
-
-fn text(b: &Bytes) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn cookie_of(h: &HeaderMap) -> String {
-    h[header::SET_COOKIE]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .strip_prefix("vetric_session=")
-        .unwrap()
-        .to_owned()
-}
-
 async fn login_with(app: &Router, email: &str, password: &str) -> StatusCode {
-    let req = Request::post("/api/v1/auth/login")
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(
-            json!({ "email": email, "password": password }).to_string(),
-        ))
-        .unwrap();
-    send(app, req).await.0
-}
-
-/// Logs in; returns (cookie value, bearer token).
-async fn login(app: &Router, email: &str) -> (String, String) {
-    let req = Request::post("/api/v1/auth/login")
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(
-            json!({ "email": email, "password": PASSWORD }).to_string(),
-        ))
-        .unwrap();
-    let (s, h, b) = send(app, req).await;
-    assert_eq!(s, StatusCode::OK, "{}", text(&b));
-    (
-        cookie_of(&h),
-        json_of(&b)["token"].as_str().unwrap().to_owned(),
-    )
-}
-
-fn get_cookie(path: &str, cookie: &str) -> Request<Body> {
-    Request::get(path)
-        .header(header::COOKIE, format!("vetric_session={cookie}"))
-        .body(Body::empty())
-        .unwrap()
-}
-
-fn get_bearer(path: &str, token: &str) -> Request<Body> {
-    Request::get(path)
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .body(Body::empty())
-        .unwrap()
+    send(app, login_req(email, password)).await.0
 }
 
 fn change_req(cookie: &str, origin: &str, body: Value) -> Request<Body> {

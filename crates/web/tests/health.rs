@@ -5,71 +5,26 @@
 //! global one may be installed once per process); `#[tokio::test]` runs on one thread, so
 //! the thread-local default recorder sees everything the app records.
 
+mod common;
+
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Request, StatusCode, header};
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{TimeDelta, Utc};
+use common::{add_site, cycle, link, send, site_settings};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::Value;
 use std::collections::HashSet;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
 use vetric_domain::ConnectorStatus;
 use vetric_store::testing::TestDb;
-use vetric_store::{
-    BreakerState, ChargerWrite, ConnectorWrite, CycleWrite, SiteId, VendorLinkRow,
-    test_both_backends,
-};
-use vetric_web::{AppState, OpsSettings, SiteSettings, router};
-
-const POLL: Duration = Duration::from_secs(10);
+use vetric_store::{BreakerState, SiteId, VendorLinkRow, test_both_backends};
+use vetric_web::{AppState, OpsSettings, router};
 
 struct Fixture {
     app: Router,
     polled: SiteId,
-}
-
-fn link(at: DateTime<Utc>) -> VendorLinkRow {
-    VendorLinkRow {
-        last_success: Some(at),
-        last_error_kind: None,
-        last_error_message: None,
-        last_error_at: None,
-        consecutive_failures: 0,
-        breaker: BreakerState::Closed,
-        charger_count_last_good: Some(1),
-        updated_at: at,
-    }
-}
-
-fn cycle(at: DateTime<Utc>) -> CycleWrite {
-    CycleWrite {
-        observed_at: at,
-        chargers: vec![ChargerWrite {
-            uuid: "c1".into(),
-            charge_box_id: "BOX-1".into(),
-            name: "Garagem 1".into(),
-            vendor: "Intelbras".into(),
-            model: "CVE".into(),
-            firmware: "1".into(),
-            last_heartbeat: Some(at),
-            online: true,
-            connectors: vec![ConnectorWrite {
-                connector_id: 1,
-                status: ConnectorStatus::Available,
-                status_since: at,
-                error_code: "NoError".into(),
-                power_max_w: Some(7400),
-                unidentified_charging: false,
-            }],
-        }],
-        sessions: vec![],
-        events: vec![],
-        unknown_tags: vec![],
-        tracker_state: None,
-        vendor_link: link(at),
-    }
 }
 
 /// Two sites: `palmeiras` is polled (a good cycle just now), `sem-fornecedor` has no vendor
@@ -81,28 +36,17 @@ async fn fixture(db: &TestDb) -> Fixture {
 
 async fn fixture_with(db: &TestDb, handle: PrometheusHandle) -> Fixture {
     let store = db.store.clone();
-    let polled = store
-        .upsert_site("palmeiras", "Jardim Palmeiras", "America/Sao_Paulo")
+    let polled = add_site(&store, "palmeiras", "Jardim Palmeiras").await;
+    let unpolled = add_site(&store, "sem-fornecedor", "Sem Fornecedor").await;
+    store
+        .write_cycle(polled, &cycle(Utc::now(), ConnectorStatus::Available))
         .await
         .unwrap();
-    let unpolled = store
-        .upsert_site("sem-fornecedor", "Sem Fornecedor", "America/Sao_Paulo")
-        .await
-        .unwrap();
-    store.write_cycle(polled, &cycle(Utc::now())).await.unwrap();
-    let settings = |id, slug: &str| SiteSettings {
-        id,
-        slug: slug.into(),
-        name: slug.into(),
-        timezone: chrono_tz::America::Sao_Paulo,
-        poll_interval: POLL,
-        offline_after: Duration::from_secs(600),
-    };
     let state = AppState::new(
         store,
         vec![
-            settings(polled, "palmeiras"),
-            settings(unpolled, "sem-fornecedor"),
+            site_settings(polled, "palmeiras", "palmeiras"),
+            site_settings(unpolled, "sem-fornecedor", "sem-fornecedor"),
         ],
         Some("http://vetric.test".parse().unwrap()),
         CancellationToken::new(),
@@ -120,14 +64,7 @@ async fn fixture_with(db: &TestDb, handle: PrometheusHandle) -> Fixture {
 }
 
 async fn get(app: &Router, uri: &str) -> (StatusCode, HeaderMap, Bytes) {
-    let res = app
-        .clone()
-        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    let (parts, body) = res.into_parts();
-    let bytes = axum::body::to_bytes(body, 1 << 22).await.unwrap();
-    (parts.status, parts.headers, bytes)
+    send(app, Request::get(uri).body(Body::empty()).unwrap()).await
 }
 
 async fn health(app: &Router) -> (StatusCode, Value) {
@@ -316,21 +253,10 @@ test_both_backends!(
 #[tokio::test]
 async fn configured_but_never_polled_is_warn() {
     let db = TestDb::sqlite().await;
-    let site = db
-        .store
-        .upsert_site("novo", "Novo", "America/Sao_Paulo")
-        .await
-        .unwrap();
+    let site = add_site(&db.store, "novo", "Novo").await;
     let state = AppState::new(
         db.store.clone(),
-        vec![SiteSettings {
-            id: site,
-            slug: "novo".into(),
-            name: "Novo".into(),
-            timezone: chrono_tz::America::Sao_Paulo,
-            poll_interval: POLL,
-            offline_after: Duration::from_secs(600),
-        }],
+        vec![site_settings(site, "novo", "Novo")],
         None,
         CancellationToken::new(),
     );

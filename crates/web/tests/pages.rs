@@ -3,45 +3,31 @@
 //! views), the unknown-tag inbox, and the site rule (a manager of another site gets 404).
 //! SQLite for most; the atomic resident + tags creation also runs on PostgreSQL.
 
+mod common;
+
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use chrono::{DateTime, TimeDelta, Utc};
+use common::{
+    ORIGIN, add_site, add_users, get_bearer, get_cookie, json_of, login, site_settings, text,
+};
 use serde_json::{Value, json};
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
 use vetric_domain::{ConnectorStatus, Tag};
 use vetric_store::testing::TestDb;
 use vetric_store::{
-    AuditEntry, BreakerState, ChargerWrite, ConnectorWrite, CycleWrite, EndKind, NewResident,
-    NewUser, Role, SessionStatus, SessionWrite, SiteId, UnknownTagSighting, VendorLinkRow,
-    test_both_backends,
+    CycleWrite, EndKind, NewResident, Role, SessionStatus, SessionWrite, SiteId,
+    UnknownTagSighting, test_both_backends,
 };
-use vetric_web::auth::hash_password;
-use vetric_web::{AppState, SiteSettings, router};
+use vetric_web::{AppState, router};
 
-const PASSWORD: &str = "uma senha comprida 123";
-const ORIGIN: &str = "http://vetric.test";
 const MARIA_PHONE: &str = "5511912345678";
 
 struct Fixture {
     app: Router,
     home: SiteId,
     db_store: vetric_store::Store,
-}
-
-fn link(at: DateTime<Utc>) -> VendorLinkRow {
-    VendorLinkRow {
-        last_success: Some(at),
-        last_error_kind: None,
-        last_error_message: None,
-        last_error_at: None,
-        consecutive_failures: 0,
-        breaker: BreakerState::Closed,
-        charger_count_last_good: Some(1),
-        updated_at: at,
-    }
 }
 
 fn session(id: i64, tag: &str, start: DateTime<Utc>, wh: i64) -> SessionWrite {
@@ -64,27 +50,7 @@ fn session(id: i64, tag: &str, start: DateTime<Utc>, wh: i64) -> SessionWrite {
 
 fn cycle(at: DateTime<Utc>, sessions: Vec<SessionWrite>, unknown: Vec<&str>) -> CycleWrite {
     CycleWrite {
-        observed_at: at,
-        chargers: vec![ChargerWrite {
-            uuid: "c1".into(),
-            charge_box_id: "BOX-1".into(),
-            name: "Garagem 1".into(),
-            vendor: "Intelbras".into(),
-            model: "CVE".into(),
-            firmware: "1".into(),
-            last_heartbeat: Some(at),
-            online: true,
-            connectors: vec![ConnectorWrite {
-                connector_id: 1,
-                status: ConnectorStatus::Available,
-                status_since: at,
-                error_code: "NoError".into(),
-                power_max_w: Some(7400),
-                unidentified_charging: false,
-            }],
-        }],
         sessions,
-        events: vec![],
         unknown_tags: unknown
             .into_iter()
             .map(|t| UnknownTagSighting {
@@ -94,53 +60,28 @@ fn cycle(at: DateTime<Utc>, sessions: Vec<SessionWrite>, unknown: Vec<&str>) -> 
                 session_vendor_id: None,
             })
             .collect(),
-        tracker_state: None,
-        vendor_link: link(at),
+        ..common::cycle(at, ConnectorStatus::Available)
     }
 }
 
 async fn fixture(db: &TestDb) -> Fixture {
     let store = db.store.clone();
-    let home = store
-        .upsert_site("palmeiras", "Jardim Palmeiras", "America/Sao_Paulo")
-        .await
-        .unwrap();
-    let other = store
-        .upsert_site("outro", "Outro Condomínio", "America/Sao_Paulo")
-        .await
-        .unwrap();
-    let hash = hash_password(PASSWORD).unwrap();
-    for (email, role, sites) in [
-        ("admin@example.com", Role::Admin, vec![]),
-        ("sindico@example.com", Role::Manager, vec![home]),
-        ("outro@example.com", Role::Manager, vec![other]),
-    ] {
-        store
-            .create_user(
-                &NewUser {
-                    email: email.into(),
-                    password_hash: hash.clone(),
-                    role,
-                    sites,
-                },
-                &AuditEntry::new(Utc::now(), None, "user_add", email),
-            )
-            .await
-            .unwrap();
-    }
-    let settings = |id, slug: &str, name: &str| SiteSettings {
-        id,
-        slug: slug.into(),
-        name: name.into(),
-        timezone: chrono_tz::America::Sao_Paulo,
-        poll_interval: Duration::from_secs(10),
-        offline_after: Duration::from_secs(600),
-    };
+    let home = add_site(&store, "palmeiras", "Jardim Palmeiras").await;
+    let other = add_site(&store, "outro", "Outro Condomínio").await;
+    add_users(
+        &store,
+        vec![
+            ("admin@example.com", Role::Admin, vec![]),
+            ("sindico@example.com", Role::Manager, vec![home]),
+            ("outro@example.com", Role::Manager, vec![other]),
+        ],
+    )
+    .await;
     let state = AppState::new(
         store.clone(),
         vec![
-            settings(home, "palmeiras", "Jardim Palmeiras"),
-            settings(other, "outro", "Outro Condomínio"),
+            site_settings(home, "palmeiras", "Jardim Palmeiras"),
+            site_settings(other, "outro", "Outro Condomínio"),
         ],
         Some(ORIGIN.parse().unwrap()),
         CancellationToken::new(),
@@ -193,54 +134,9 @@ async fn with_data(f: &Fixture) -> vetric_store::ResidentId {
     maria
 }
 
+/// As [`common::send`], reading bodies up to 16 MiB (the CSV exports).
 async fn send(app: &Router, req: Request<Body>) -> (StatusCode, HeaderMap, Bytes) {
-    let res = app.clone().oneshot(req).await.unwrap();
-    let (parts, body) = res.into_parts();
-    let bytes = axum::body::to_bytes(body, 1 << 24).await.unwrap();
-    (parts.status, parts.headers, bytes)
-}
-
-fn text(b: &Bytes) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn json_of(b: &Bytes) -> Value {
-    serde_json::from_slice(b).unwrap_or_else(|e| panic!("{e}: {}", text(b)))
-}
-
-/// Logs in; returns (cookie value, bearer token).
-async fn login(app: &Router, email: &str) -> (String, String) {
-    let req = Request::post("/api/v1/auth/login")
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(
-            json!({ "email": email, "password": PASSWORD }).to_string(),
-        ))
-        .unwrap();
-    let (status, headers, body) = send(app, req).await;
-    assert_eq!(status, StatusCode::OK, "{}", text(&body));
-    let cookie = headers[header::SET_COOKIE].to_str().unwrap().to_owned();
-    let value = cookie
-        .split(';')
-        .next()
-        .unwrap()
-        .strip_prefix("vetric_session=")
-        .unwrap()
-        .to_owned();
-    (value, json_of(&body)["token"].as_str().unwrap().to_owned())
-}
-
-fn get_cookie(path: &str, cookie: &str) -> Request<Body> {
-    Request::get(path)
-        .header(header::COOKIE, format!("vetric_session={cookie}"))
-        .body(Body::empty())
-        .unwrap()
-}
-
-fn get_bearer(path: &str, token: &str) -> Request<Body> {
-    Request::get(path)
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .body(Body::empty())
-        .unwrap()
+    common::send_limited(app, req, 1 << 24).await
 }
 
 fn post_form(path: &str, cookie: &str, pairs: &[(&str, &str)]) -> Request<Body> {

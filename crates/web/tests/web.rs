@@ -2,26 +2,25 @@
 //! rate limit, roles, security headers, CSRF, bad input, freshness and the live stream.
 //! Handler tests run on SQLite; the login flow also runs on PostgreSQL.
 
+mod common;
+
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use chrono::{DateTime, TimeDelta, Utc};
+use common::{
+    ORIGIN, PASSWORD, add_site, add_users, cycle, get_bearer, get_cookie, json_of, login,
+    login_req, send, site_settings,
+};
 use futures_util::StreamExt;
-use serde_json::{Value, json};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 use vetric_domain::ConnectorStatus;
 use vetric_store::testing::TestDb;
-use vetric_store::{
-    AuditEntry, BreakerState, ChargerWrite, ConnectorWrite, CycleWrite, NewUser, Role, SiteId,
-    VendorLinkRow, test_both_backends,
-};
-use vetric_web::auth::{LoginLimiter, hash_password};
-use vetric_web::{AppState, SiteSettings, router};
-
-const PASSWORD: &str = "uma senha comprida 123";
-const ORIGIN: &str = "http://vetric.test";
+use vetric_store::{Role, SiteId, test_both_backends};
+use vetric_web::auth::LoginLimiter;
+use vetric_web::{AppState, router};
 
 struct Fixture {
     app: Router,
@@ -30,54 +29,10 @@ struct Fixture {
     shutdown: CancellationToken,
 }
 
-fn cycle(at: DateTime<Utc>, status: ConnectorStatus) -> CycleWrite {
-    CycleWrite {
-        observed_at: at,
-        chargers: vec![ChargerWrite {
-            uuid: "c1".into(),
-            charge_box_id: "BOX-1".into(),
-            name: "Garagem 1".into(),
-            vendor: "Intelbras".into(),
-            model: "CVE".into(),
-            firmware: "1".into(),
-            last_heartbeat: Some(at),
-            online: true,
-            connectors: vec![ConnectorWrite {
-                connector_id: 1,
-                status,
-                status_since: at,
-                error_code: "NoError".into(),
-                power_max_w: Some(7400),
-                unidentified_charging: false,
-            }],
-        }],
-        sessions: vec![],
-        events: vec![],
-        unknown_tags: vec![],
-        tracker_state: None,
-        vendor_link: VendorLinkRow {
-            last_success: Some(at),
-            last_error_kind: None,
-            last_error_message: None,
-            last_error_at: None,
-            consecutive_failures: 0,
-            breaker: BreakerState::Closed,
-            charger_count_last_good: Some(1),
-            updated_at: at,
-        },
-    }
-}
-
 async fn fixture(db: &TestDb, limiter: LoginLimiter, public_url: &str) -> Fixture {
     let store = db.store.clone();
-    let home = store
-        .upsert_site("palmeiras", "Jardim Palmeiras", "America/Sao_Paulo")
-        .await
-        .unwrap();
-    let other = store
-        .upsert_site("outro", "Outro Condomínio", "America/Sao_Paulo")
-        .await
-        .unwrap();
+    let home = add_site(&store, "palmeiras", "Jardim Palmeiras").await;
+    let other = add_site(&store, "outro", "Outro Condomínio").await;
     store
         .write_cycle(home, &cycle(Utc::now(), ConnectorStatus::Available))
         .await
@@ -86,38 +41,20 @@ async fn fixture(db: &TestDb, limiter: LoginLimiter, public_url: &str) -> Fixtur
         .write_cycle(other, &cycle(Utc::now(), ConnectorStatus::Charging))
         .await
         .unwrap();
-    let hash = hash_password(PASSWORD).unwrap();
-    for (email, role, sites) in [
-        ("admin@example.com", Role::Admin, vec![]),
-        ("sindico@example.com", Role::Manager, vec![home]),
-    ] {
-        store
-            .create_user(
-                &NewUser {
-                    email: email.into(),
-                    password_hash: hash.clone(),
-                    role,
-                    sites,
-                },
-                &AuditEntry::new(Utc::now(), None, "user_add", email),
-            )
-            .await
-            .unwrap();
-    }
-    let settings = |id, slug: &str, name: &str| SiteSettings {
-        id,
-        slug: slug.into(),
-        name: name.into(),
-        timezone: chrono_tz::America::Sao_Paulo,
-        poll_interval: Duration::from_secs(10),
-        offline_after: Duration::from_secs(600),
-    };
+    add_users(
+        &store,
+        vec![
+            ("admin@example.com", Role::Admin, vec![]),
+            ("sindico@example.com", Role::Manager, vec![home]),
+        ],
+    )
+    .await;
     let shutdown = CancellationToken::new();
     let state = AppState::with_limiter(
         store,
         vec![
-            settings(home, "palmeiras", "Jardim Palmeiras"),
-            settings(other, "outro", "Outro Condomínio"),
+            site_settings(home, "palmeiras", "Jardim Palmeiras"),
+            site_settings(other, "outro", "Outro Condomínio"),
         ],
         Some(public_url.parse().unwrap()),
         shutdown.clone(),
@@ -129,55 +66,6 @@ async fn fixture(db: &TestDb, limiter: LoginLimiter, public_url: &str) -> Fixtur
         home,
         shutdown,
     }
-}
-
-async fn send(app: &Router, req: Request<Body>) -> (StatusCode, HeaderMap, Bytes) {
-    let res = app.clone().oneshot(req).await.unwrap();
-    let (parts, body) = res.into_parts();
-    let bytes = axum::body::to_bytes(body, 1 << 22).await.unwrap();
-    (parts.status, parts.headers, bytes)
-}
-
-fn json_of(b: &Bytes) -> Value {
-    serde_json::from_slice(b).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(b)))
-}
-
-fn login_req(email: &str, password: &str) -> Request<Body> {
-    Request::post("/api/v1/auth/login")
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Body::from(
-            json!({ "email": email, "password": password }).to_string(),
-        ))
-        .unwrap()
-}
-
-/// Logs in; returns (cookie value, bearer token).
-async fn login(app: &Router, email: &str) -> (String, String) {
-    let (status, headers, body) = send(app, login_req(email, PASSWORD)).await;
-    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
-    let cookie = headers[header::SET_COOKIE].to_str().unwrap().to_owned();
-    let value = cookie
-        .split(';')
-        .next()
-        .unwrap()
-        .strip_prefix("vetric_session=")
-        .unwrap()
-        .to_owned();
-    (value, json_of(&body)["token"].as_str().unwrap().to_owned())
-}
-
-fn get_bearer(path: &str, token: &str) -> Request<Body> {
-    Request::get(path)
-        .header(header::AUTHORIZATION, format!("Bearer {token}"))
-        .body(Body::empty())
-        .unwrap()
-}
-
-fn get_cookie(path: &str, cookie: &str) -> Request<Body> {
-    Request::get(path)
-        .header(header::COOKIE, format!("vetric_session={cookie}"))
-        .body(Body::empty())
-        .unwrap()
 }
 
 fn assert_security_headers(h: &HeaderMap, tls: bool) {

@@ -1,5 +1,6 @@
 //! Helpers shared by the process-level operations tests (log canary, heartbeat, graceful
-//! shutdown): a simulator, a config file, `vetric serve`, `vetric user add` and an API login.
+//! shutdown, health, crash/restart, backup/restore): a config file, `vetric serve`,
+//! `vetric user add` and an API login.
 
 #![allow(dead_code)]
 
@@ -14,9 +15,21 @@ use vetric_testkit::VetricProcess;
 pub const BIN: &str = env!("CARGO_BIN_EXE_vetric");
 pub const SLUG: &str = "ops-test";
 
-/// Writes `vetric.toml` in `dir` for one site polled from `sim` every second; `extra` is added
-/// at the top level (before the sites).
+/// Writes `vetric.toml` in `dir` for one site ([`SLUG`]) polled from `sim` every second;
+/// `extra` is added at the top level (before the sites).
 pub fn write_config(dir: &Path, listen: SocketAddr, sim: &SimHandle, extra: &str) -> PathBuf {
+    write_site_config(dir, listen, sim, SLUG, "Ops test", extra)
+}
+
+/// As [`write_config`] for the site `slug` named `name`.
+pub fn write_site_config(
+    dir: &Path,
+    listen: SocketAddr,
+    sim: &SimHandle,
+    slug: &str,
+    name: &str,
+    extra: &str,
+) -> PathBuf {
     let cfg = sim.config();
     let path = dir.join("vetric.toml");
     std::fs::write(
@@ -26,8 +39,8 @@ pub fn write_config(dir: &Path, listen: SocketAddr, sim: &SimHandle, extra: &str
              database_url = \"sqlite://vetric.db\"\n\
              {extra}\n\
              [[sites]]\n\
-             slug = \"{SLUG}\"\n\
-             name = \"Ops test\"\n\
+             slug = \"{slug}\"\n\
+             name = \"{name}\"\n\
              [sites.cvepro]\n\
              base_url = \"{}\"\n\
              api_key = \"{}\"\n\
