@@ -1,6 +1,7 @@
 //! Sites, apartments, residents, tags and who owned which tag when.
 
 use crate::error::{Ctx, StoreError};
+use crate::manage::{TagGrant, grant_in};
 use crate::model::{
     ApartmentId, NewResident, ResidentId, ResidentRow, SiteId, SiteRow, TagOwnershipRaw,
     TagOwnershipRow, apartment_label,
@@ -181,74 +182,42 @@ impl Store {
             });
         }
         let now = Utc::now();
-        in_tx!(self, |tx, backend| {
-            if backend == Backend::Postgres {
-                // Two concurrent grants of one tag must not both pass the overlap check.
-                sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-                    .bind(format!("vetric.tag/{site}/{tag}"))
-                    .execute(&mut *tx)
-                    .await
-                    .ctx("locking a tag")?;
-            }
-            let overlap = sqlx::query_as::<_, TagOwnershipRaw>(sqlx::AssertSqlSafe(format!(
-                "{TAG_OWNERSHIP_SELECT} WHERE t.site_id = $1 AND t.tag = $2 \
-                 AND ($4 IS NULL OR t.valid_from < $4) \
-                 AND (t.valid_to IS NULL OR t.valid_to > $3) \
-                 ORDER BY t.valid_from LIMIT 1"
-            )))
-            .bind(site)
-            .bind(tag.as_str())
-            .bind(valid_from)
-            .bind(valid_to)
-            .fetch_optional(&mut *tx)
-            .await
-            .ctx("checking tag ownership")?;
-            if let Some(o) = overlap {
-                let o = TagOwnershipRow::from(o);
-                let until = o.valid_to.map_or_else(
+        let grant = TagGrant {
+            tag: tag.clone(),
+            valid_from,
+            valid_to,
+        };
+        // One grant, exactly as the resident pages make them (`grant_in!`: advisory lock on
+        // PostgreSQL, overlap check, insert, inbox cleared), with this method's own wording.
+        let granted: Result<(), StoreError> = async {
+            in_tx!(self, |tx, backend| {
+                grant_in!(tx, backend, site, resident, &grant, 0, now);
+            });
+            Ok(())
+        }
+        .await;
+        granted.map_err(|e| match e {
+            StoreError::TagTaken {
+                owner,
+                apartment,
+                valid_from: from,
+                valid_to: to,
+                ..
+            } => {
+                let until = to.map_or_else(
                     || "with no end".to_owned(),
                     |t| format!("until {}", when(t)),
                 );
-                return Err(StoreError::Conflict {
+                StoreError::Conflict {
                     what: format!(
-                        "tag {tag} already belongs to {} ({}) from {} {until}; end that \
-                         ownership first",
-                        o.resident_name,
-                        o.apartment_label,
-                        when(o.valid_from)
+                        "tag {tag} already belongs to {owner} ({apartment}) from {} {until}; \
+                         end that ownership first",
+                        when(from)
                     ),
-                });
+                }
             }
-            let inserted = sqlx::query(
-                "INSERT INTO tags (site_id, tag, resident_id, valid_from, valid_to, created_at) \
-                 SELECT $1, $2, r.id, $4, $5, $6 FROM residents r WHERE r.id = $3 AND r.site_id = $1",
-            )
-            .bind(site)
-            .bind(tag.as_str())
-            .bind(resident)
-            .bind(valid_from)
-            .bind(valid_to)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .ctx("adding a tag")?;
-            if inserted.rows_affected() == 0 {
-                return Err(StoreError::NotFound {
-                    what: format!("resident {resident} in site {site}"),
-                });
-            }
-            sqlx::query(
-                "UPDATE unknown_tags SET resolved_at = $3 \
-                 WHERE site_id = $1 AND tag = $2 AND resolved_at IS NULL",
-            )
-            .bind(site)
-            .bind(tag.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .ctx("resolving an unknown tag")?;
-        });
-        Ok(())
+            e => e,
+        })
     }
 
     /// Ends the ownership of `tag` that is in force at `at` (sets its `valid_to` to `at`).

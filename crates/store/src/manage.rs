@@ -126,6 +126,8 @@ macro_rules! grant_in {
     }};
 }
 
+pub(crate) use grant_in;
+
 impl Store {
     /// Adds a resident (and their apartment when new) with `tags`, and `audit`, in one
     /// transaction. A tag that overlaps a stored ownership (or another of `tags`) is refused
