@@ -12,6 +12,8 @@
 //! - [`map`]: wire → domain, with the vendor's quirks fixed and counted.
 //! - [`time`]: the three timestamp formats, the transaction window and zone calibration.
 //! - [`resilience`]: backoff, retry budget and breaker as pure state machines.
+//! - [`probe`]: one login-and-read of an account, for `vetric cvepro check` and the
+//!   settings page's "Testar conexão".
 //! - [`error`], [`config`], [`report`].
 //!
 //! Secrets (API key, password, token) never appear in a log line or an error message.
@@ -20,6 +22,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod map;
+pub mod probe;
 pub mod report;
 pub mod resilience;
 pub mod time;

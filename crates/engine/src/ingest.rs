@@ -11,18 +11,24 @@
 //! 4. writes chargers, sessions, events, unknown tags, the tracker and link state and the
 //!    vendor link row in ONE store transaction.
 //!
+//! With [`IngestSettings::notify`] set, the same transaction also enqueues the notifications
+//! the cycle's events call for and cancels those they made pointless ([`crate::notify`]).
+//!
 //! The in-memory state advances only after that transaction commits. A crash or a failed write
 //! therefore loses nothing and duplicates nothing: the next cycle starts again from the last
 //! committed state and derives the same events. On any vendor error the last-good state stays
 //! as it is, which is what the dashboard keeps showing (marked stale by its age).
 
+use crate::notify::{SiteNotify, expand};
 use chrono::{DateTime, TimeDelta, Utc};
+use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 use vetric_cvepro::{BreakerState as ClientBreaker, CveProClient, CveProError};
+use vetric_domain::notify::{NotificationPolicy, PlanContext, plan_batch};
 use vetric_domain::{
     Event, EventKind, FailureClass, LinkConfig, ResidentRef, SiteState, SnapshotDecision, Tag,
     TagDirectory, TrackerConfig, VendorLink, VendorSnapshot, observe,
@@ -38,6 +44,9 @@ pub struct IngestSettings {
     pub poll_interval: Duration,
     pub tracker: TrackerConfig,
     pub link: LinkConfig,
+    /// `None`: this site sends no notifications. When set, its policy's `vendor_down_cycles`
+    /// replaces `link.down_after_failed_cycles` (the site's setting wins over the default).
+    pub notify: Option<SiteNotify>,
 }
 
 impl Default for IngestSettings {
@@ -46,6 +55,7 @@ impl Default for IngestSettings {
             poll_interval: Duration::from_secs(10),
             tracker: TrackerConfig::default(),
             link: LinkConfig::default(),
+            notify: None,
         }
     }
 }
@@ -121,6 +131,8 @@ pub struct SiteIngest {
     /// cycle writes everything.
     written_chargers: HashMap<String, ChargerWrite>,
     written_sessions: HashMap<i64, SessionWrite>,
+    /// The site's name and time zone, for message texts (loaded when notifications are on).
+    site_meta: Option<(String, Tz)>,
 }
 
 impl SiteIngest {
@@ -130,8 +142,16 @@ impl SiteIngest {
         slug: impl Into<String>,
         client: CveProClient,
         store: Store,
-        settings: IngestSettings,
+        mut settings: IngestSettings,
     ) -> Result<Self, IngestError> {
+        let slug = slug.into();
+        let site_meta = match &settings.notify {
+            Some(n) => {
+                settings.link.down_after_failed_cycles = n.policy.vendor_down_cycles.max(1);
+                Some(site_meta(&store, site, &slug).await?)
+            }
+            None => None,
+        };
         let state = match store.tracker_state(site).await? {
             Some(json) => serde_json::from_value(json)
                 .map_err(|source| IngestError::CorruptState { site, source })?,
@@ -139,7 +159,7 @@ impl SiteIngest {
         };
         Ok(Self {
             site,
-            slug: slug.into(),
+            slug,
             client,
             store,
             settings,
@@ -147,6 +167,7 @@ impl SiteIngest {
             last_cause: None,
             written_chargers: HashMap::new(),
             written_sessions: HashMap::new(),
+            site_meta,
         })
     }
 
@@ -251,6 +272,12 @@ impl SiteIngest {
             }
         };
         let mut write = write;
+        if let Some(notify) = &self.settings.notify
+            && !outcome.events().is_empty()
+        {
+            self.add_notifications(notify, outcome.events(), &mut write)
+                .await?;
+        }
         write
             .chargers
             .retain(|c| self.written_chargers.get(&c.uuid) != Some(c));
@@ -271,6 +298,58 @@ impl SiteIngest {
         }
         self.record_metrics(&outcome, started.elapsed());
         Ok(outcome)
+    }
+
+    /// Plans `events` and puts the outbox rows and cancellations into `write` (same
+    /// transaction). The stored policy (settings page) wins over the configured one; a stored
+    /// policy that no longer reads is logged and the configured one used, so a bad row cannot
+    /// stop the ingest.
+    async fn add_notifications(
+        &self,
+        notify: &SiteNotify,
+        events: &[Event],
+        write: &mut CycleWrite,
+    ) -> Result<(), IngestError> {
+        let stored: Option<NotificationPolicy> = match self.store.site_policy(self.site).await {
+            Ok(row) => row.and_then(|r| match serde_json::from_value(r.policy) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    warn!(error = %e, "stored notification policy unreadable; using the configured one");
+                    None
+                }
+            }),
+            Err(StoreError::Corrupt { what }) => {
+                warn!(%what, "stored notification policy unreadable; using the configured one");
+                None
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let policy = stored.as_ref().unwrap_or(&notify.policy);
+        // Like the policy: an unreadable tariff must not stop the ingest (the message then
+        // says the tariff is not configured, and the log says why).
+        let tariffs = match self.store.tariff_history(self.site).await {
+            Ok(t) => Some(t),
+            Err(StoreError::Corrupt { what }) => {
+                warn!(%what, "stored tariffs unreadable; session costs left out of messages");
+                None
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let (name, tz) = match &self.site_meta {
+            Some((name, tz)) => (name.as_str(), *tz),
+            None => (self.slug.as_str(), chrono_tz::America::Sao_Paulo),
+        };
+        let ctx = PlanContext {
+            site_name: name,
+            tz,
+            policy,
+            tariffs: tariffs.as_ref(),
+        };
+        let plan = plan_batch(events, &ctx);
+        let (rows, cancellations) = expand(self.site, &plan, &notify.recipients);
+        write.notifications.extend(rows);
+        write.cancellations.extend(cancellations);
+        Ok(())
     }
 
     /// Fills empty tags from the store's `ocppTagPk → tag` map (learned or set by a manager),
@@ -358,6 +437,8 @@ impl SiteIngest {
             unknown_tags,
             tracker_state: Some(serde_json::to_value(next)?),
             vendor_link: self.link_row(now, &next.link, error),
+            notifications: Vec::new(),
+            cancellations: Vec::new(),
         })
     }
 
@@ -422,6 +503,22 @@ impl SiteIngest {
             metrics::counter!("vetric_events_total", "site" => site.clone(), "kind" => e.kind.kind_str()).increment(1);
         }
     }
+}
+
+/// The site's display name and time zone; an unknown zone falls back to São Paulo (logged),
+/// the zone of every site vetric serves today.
+async fn site_meta(store: &Store, site: SiteId, slug: &str) -> Result<(String, Tz), IngestError> {
+    let row = store.sites().await?.into_iter().find(|s| s.id == site);
+    Ok(match row {
+        Some(row) => {
+            let tz = row.timezone.parse::<Tz>().unwrap_or_else(|_| {
+                warn!(timezone = %row.timezone, "unknown site time zone; messages use America/Sao_Paulo");
+                chrono_tz::America::Sao_Paulo
+            });
+            (row.name, tz)
+        }
+        None => (slug.to_owned(), chrono_tz::America::Sao_Paulo),
+    })
 }
 
 fn charger_writes(snapshot: &VendorSnapshot, state: &SiteState) -> Vec<ChargerWrite> {

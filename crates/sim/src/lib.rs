@@ -4,6 +4,10 @@
 //!   a session engine, scripting and fault injection.
 //! - [`evolution`]: the Evolution API v2 WhatsApp gateway, with instance states, the
 //!   Brazilian JID rule, a record of accepted messages and fault injection.
+//! - [`smtp`]: a minimal SMTP server that keeps the mails it accepts (AUTH, faults, hang).
+//! - [`webhook`]: a webhook receiver that records requests and checks vetric's signature.
 
 pub mod cvepro;
 pub mod evolution;
+pub mod smtp;
+pub mod webhook;

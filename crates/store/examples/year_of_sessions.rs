@@ -303,5 +303,7 @@ fn day_cycle(
             charger_count_last_good: Some(chargers.len() as i64),
             updated_at: observed_at,
         },
+        notifications: Vec::new(),
+        cancellations: Vec::new(),
     }
 }

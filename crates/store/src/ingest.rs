@@ -1,7 +1,8 @@
 //! The ingest write: everything one poll cycle learned, in one transaction.
 
 use crate::error::{Ctx, StoreError};
-use crate::model::{CycleWrite, SiteId, VendorLinkRow};
+use crate::model::{CancelPending, CycleWrite, NewNotification, SiteId, VendorLinkRow};
+use crate::outbox::{cancel_in, enqueue_in};
 use crate::store::{Store, in_tx};
 use chrono::Utc;
 
@@ -205,19 +206,39 @@ impl Store {
                     .ctx("writing the tracker state")?;
             }
             upsert_link!(&mut *tx, site, &cycle.vendor_link);
+            // Notifications ride in the same transaction as the events that caused them
+            // (DESIGN rule 4). Inserts first, then cancellations: a cancellation states what
+            // is true after this cycle, so it wins over a row this same cycle enqueued.
+            for n in &cycle.notifications {
+                enqueue_in!(&mut *tx, Some(site), n, now);
+            }
+            for c in &cycle.cancellations {
+                cancel_in!(tx, site, c, now);
+            }
             ids
         });
         Ok(ids)
     }
 
-    /// Records the vendor link alone: for a cycle that failed (nothing else is known).
+    /// Records the vendor link alone, for a cycle that failed (nothing else is known), with
+    /// the notifications that failure decided on (e.g. "vendor down") and cancellations, in
+    /// one transaction.
     pub async fn write_link_only(
         &self,
         site: SiteId,
         link: &VendorLinkRow,
+        notifications: &[NewNotification],
+        cancellations: &[CancelPending],
     ) -> Result<(), StoreError> {
-        crate::store::with_pool!(self, |pool| {
-            upsert_link!(pool, site, link);
+        let now = Utc::now();
+        in_tx!(self, |tx, _backend| {
+            upsert_link!(&mut *tx, site, link);
+            for n in notifications {
+                enqueue_in!(&mut *tx, Some(site), n, now);
+            }
+            for c in cancellations {
+                cancel_in!(tx, site, c, now);
+            }
         });
         Ok(())
     }

@@ -24,12 +24,19 @@ mod backup;
 mod changes;
 mod directory;
 mod error;
+mod import;
 mod ingest;
+mod invites;
+mod leadership;
 mod lock;
 mod manage;
 mod model;
+mod outbox;
+mod outbox_views;
 mod reads;
+mod statements;
 mod store;
+mod tariffs;
 
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -44,12 +51,27 @@ pub use backup::{
 };
 pub use changes::SiteChangeMarker;
 pub use error::{StoreError, redact_url};
+pub use import::ImportResident;
+pub use invites::{
+    ActiveChange, InviteTarget, NewInvite, PENDING_PASSWORD_HASH, PersonalToken, UserScope,
+    UserSummary,
+};
+pub use leadership::{
+    INGEST_LOCK_NAMESPACE, LeaderConnection, LeadershipBoard, LeadershipError, QUERY_TIMEOUT as LEADERSHIP_QUERY_TIMEOUT,
+    SiteLeadership, ingest_lock_key, instance_id,
+};
 pub use lock::{InstanceLock, LockError, LockHolder};
 pub use manage::{ApartmentRow, ResidentUpdate, TagGrant};
 pub use model::{
-    ApartmentId, BadValue, BreakerState, ChargerWrite, ConnectorView, ConnectorWrite, CycleWrite,
-    EndKind, EventRow, NewEvent, NewResident, ResidentId, ResidentRow, SessionFilter,
-    SessionStatus, SessionView, SessionWrite, SiteId, SiteRow, TagOwnershipRow, UnknownTagRow,
-    UnknownTagSighting, VendorLinkRow, apartment_label,
+    ApartmentId, BadValue, BreakerState, CancelPending, ChargerWrite, ConnectorView,
+    ConnectorWrite, CycleWrite, EndKind, EventRow, NewEvent, NewNotification, NewResident,
+    ResidentId, ResidentRow, SessionFilter, SessionStatus, SessionView, SessionWrite, SiteId,
+    SiteRow, TagOwnershipRow, UnknownTagRow, UnknownTagSighting, VendorLinkRow, apartment_label,
 };
+pub use outbox::{
+    AttemptRow, BacklogStats, Completion, OutboxEntry, OutboxFilter, OutboxRow, OutboxStatus,
+    ResidentPrefsRow, Resolution, SitePolicyRow,
+};
+pub use statements::{ImportOutcome, IssuedStatement, IssuedVersion, NewImportBatch};
 pub use store::{Backend, Store, sqlite_path_from_url};
+pub use tariffs::{TariffSource, TariffVersionRow};

@@ -498,4 +498,45 @@ pub struct CycleWrite {
     /// stored one.
     pub tracker_state: Option<serde_json::Value>,
     pub vendor_link: VendorLinkRow,
+    /// Notifications this cycle decided on, enqueued in the same transaction as the events
+    /// that caused them (DESIGN rule 5); a repeated dedup key enqueues nothing.
+    pub notifications: Vec<NewNotification>,
+    /// Pending notifications this cycle made pointless (e.g. the car left before the idle
+    /// reminder went out).
+    pub cancellations: Vec<CancelPending>,
+}
+
+/// A notification to put in the outbox. Idempotent by `dedup_key`: enqueuing the same key
+/// again (a replayed cycle, a restarted process) adds nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewNotification {
+    /// Unique across the WHOLE store (all sites): include the site, e.g.
+    /// `site:{id}:{rule}:{session}`.
+    pub dedup_key: String,
+    pub rule: String,
+    pub audience: String,
+    /// `whatsapp`, `email` or `webhook`.
+    pub channel: String,
+    /// With `recipient` `None`, the store takes the resident's phone at insert; a resident
+    /// with no phone (or inactive) gets the row cancelled with reason `no_phone`, so the log
+    /// still shows why nobody was told.
+    pub resident_id: Option<i64>,
+    pub recipient: Option<String>,
+    /// `session:{id}`, `charger:{uuid}` or `site`: what [`CancelPending`] matches on.
+    pub scope: String,
+    pub session_vendor_id: Option<i64>,
+    pub subject: Option<String>,
+    pub body: String,
+    /// The short code printed in the message; reconciliation looks for it at the gateway.
+    pub ref_code: String,
+    pub not_before: DateTime<Utc>,
+}
+
+/// Cancels the still-`pending` notifications of a site with this scope and one of these
+/// rules. Rows already being sent (or sent, or in doubt) are never touched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CancelPending {
+    pub scope: String,
+    pub rules: Vec<String>,
+    pub reason: String,
 }

@@ -113,6 +113,38 @@ impl TestDb {
     pub fn backend(&self) -> Backend {
         self.store.backend()
     }
+
+    /// Rows per table (every table of the schema but the migrations' own), so a test can
+    /// prove a refused request stored nothing, in tables it does not know about too.
+    pub async fn row_counts(&self) -> std::collections::BTreeMap<String, i64> {
+        let list = match self.backend() {
+            Backend::Sqlite => {
+                "SELECT name FROM sqlite_master WHERE type = 'table' \
+                 AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_sqlx%' ESCAPE '\\'"
+            }
+            Backend::Postgres => {
+                "SELECT table_name::text FROM information_schema.tables \
+                 WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' \
+                 AND table_name NOT LIKE '\\_sqlx%'"
+            }
+        };
+        let tables: Vec<String> = crate::store::with_pool!(self.store, |pool| {
+            sqlx::query_scalar(list).fetch_all(pool).await
+        })
+        .expect("list the tables of a test store");
+        let mut counts = std::collections::BTreeMap::new();
+        for t in tables {
+            let sql = format!("SELECT COUNT(*) FROM \"{t}\"");
+            let n: i64 = crate::store::with_pool!(self.store, |pool| {
+                sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone()))
+                    .fetch_one(pool)
+                    .await
+            })
+            .unwrap_or_else(|e| panic!("count the rows of {t}: {e}"));
+            counts.insert(t, n);
+        }
+        counts
+    }
 }
 
 impl Drop for TestDb {

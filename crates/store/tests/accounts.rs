@@ -229,6 +229,8 @@ async fn change_marker_moves_with_the_site(db: &TestDb) {
             charger_count_last_good: Some(0),
             updated_at: t(1),
         },
+        notifications: Vec::new(),
+        cancellations: Vec::new(),
     };
     db.store.write_cycle(site, &write).await.unwrap();
     let after = db.store.site_change_marker(site).await.unwrap();

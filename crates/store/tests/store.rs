@@ -111,6 +111,8 @@ fn cycle(at: DateTime<Utc>) -> CycleWrite {
         unknown_tags: vec![],
         tracker_state: None,
         vendor_link: link(at),
+        notifications: Vec::new(),
+        cancellations: Vec::new(),
     }
 }
 
@@ -513,7 +515,7 @@ async fn write_cycle_round_trip(db: &TestDb) {
         updated_at: t(1, 13),
         ..link(latest)
     };
-    store.write_link_only(s, &failed).await.unwrap();
+    store.write_link_only(s, &failed, &[], &[]).await.unwrap();
     assert_eq!(store.vendor_link(s).await.unwrap(), Some(failed));
 }
 

@@ -31,7 +31,8 @@ pub struct VetricProcess {
 }
 
 impl VetricProcess {
-    /// Starts `binary` with `args` and `env` (added to a cleaned environment: no proxies).
+    /// Starts `binary` with `args` and `env` (added to a cleaned environment: no proxies, and
+    /// no inherited `VETRIC_*` variables).
     pub fn spawn(binary: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(binary);
         cmd.args(args)
@@ -44,6 +45,14 @@ impl VetricProcess {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true);
+        // `vetric` reads every `VETRIC_*` variable as configuration and refuses unknown ones,
+        // so a test's own knobs (`VETRIC_TEST_PG_URL`, `VETRIC_R2_MESSAGES`, …) must not leak
+        // into the process under test; what it should see is passed in `env`.
+        for (key, _) in std::env::vars_os() {
+            if key.to_str().is_some_and(|k| k.starts_with("VETRIC_")) {
+                cmd.env_remove(&key);
+            }
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }

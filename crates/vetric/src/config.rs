@@ -39,6 +39,59 @@ pub struct Config {
     /// Origins (`scheme://host[:port]`) whose pages may call `/api/v1` with credentials.
     /// Empty: no CORS headers at all.
     pub cors_origins: Vec<String>,
+    /// `[alerts]`: where operator alerts go.
+    pub alerts: AlertsConfig,
+    /// `[smtp]`: the relay for e-mail notifications; `None` when not configured.
+    pub smtp: Option<SmtpSettings>,
+    /// `[dispatcher]`: timings of the notification dispatcher.
+    pub dispatcher: DispatcherConfig,
+}
+
+/// `[alerts]`: operators' contacts. Alerts about the WhatsApp gateway itself (and the
+/// dispatcher's own alerts) go by e-mail or webhook only.
+#[derive(Debug, Clone, Default)]
+pub struct AlertsConfig {
+    pub whatsapp: Vec<vetric_domain::PhoneNumber>,
+    pub email: Vec<String>,
+    pub webhook_url: Option<Url>,
+    /// HMAC-SHA256 key of the webhook (required with `webhook_url`).
+    pub webhook_secret: Option<Secret>,
+}
+
+/// `[smtp]`: the relay e-mail goes through.
+#[derive(Debug, Clone)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub from: String,
+    /// STARTTLS on connect (default); false only for a relay on the same host.
+    pub starttls: bool,
+}
+
+/// `[dispatcher]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DispatcherConfig {
+    pub tick: Duration,
+    pub lease: Duration,
+    pub max_attempts: u32,
+    pub retry_base: Duration,
+    pub retry_cap: Duration,
+    pub gateway_check: Duration,
+}
+
+impl Default for DispatcherConfig {
+    fn default() -> Self {
+        Self {
+            tick: Duration::from_millis(1000),
+            lease: Duration::from_secs(120),
+            max_attempts: 8,
+            retry_base: Duration::from_secs(5),
+            retry_cap: Duration::from_secs(600),
+            gateway_check: Duration::from_secs(30),
+        }
+    }
 }
 
 /// `[backup]`: a daily copy of a SQLite store while `serve` runs.
@@ -106,6 +159,31 @@ pub struct SiteConfig {
     /// An open session whose connector has been free this long is closed as stale.
     pub stale_session_after: Duration,
     pub cvepro: Option<CveProSiteConfig>,
+    /// `[sites.tariff]` (BILLING.md), already validated. When present it is authoritative: it
+    /// is recorded at start and the tariff page shows it read-only.
+    pub tariff: Option<vetric_domain::Tariff>,
+    /// `[sites.whatsapp]`: the site's Evolution gateway; `None`: no WhatsApp messages.
+    pub whatsapp: Option<WhatsAppSiteConfig>,
+    /// `[sites.notifications]`: the site's managers.
+    pub notifications: SiteNotificationsConfig,
+}
+
+/// `[sites.whatsapp]`: one Evolution API instance (contract B1–B2).
+#[derive(Debug, Clone)]
+pub struct WhatsAppSiteConfig {
+    pub base_url: Url,
+    pub api_key: Secret,
+    pub instance: String,
+    /// Whether the gateway persists sent messages, so that reconciliation may resend a
+    /// message it does not find (B5b). Default false: never resend blindly.
+    pub stores_messages: bool,
+}
+
+/// `[sites.notifications]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SiteNotificationsConfig {
+    pub manager_whatsapp: Vec<vetric_domain::PhoneNumber>,
+    pub manager_email: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -221,6 +299,31 @@ pub fn parse(
         None => parse_backup(&toml::Table::new(), &database, base_dir, &mut problems),
     };
 
+    let alerts = match root.take("alerts") {
+        Some(toml::Value::Table(t)) => parse_alerts(&t, base_dir, &mut problems),
+        Some(_) => {
+            problems.push("alerts", "expected a table ([alerts])");
+            AlertsConfig::default()
+        }
+        None => AlertsConfig::default(),
+    };
+    let smtp = match root.take("smtp") {
+        Some(toml::Value::Table(t)) => parse_smtp(&t, base_dir, &mut problems),
+        Some(_) => {
+            problems.push("smtp", "expected a table ([smtp])");
+            None
+        }
+        None => None,
+    };
+    let dispatcher = match root.take("dispatcher") {
+        Some(toml::Value::Table(t)) => parse_dispatcher(&t, base_dir, &mut problems),
+        Some(_) => {
+            problems.push("dispatcher", "expected a table ([dispatcher])");
+            DispatcherConfig::default()
+        }
+        None => DispatcherConfig::default(),
+    };
+
     let mut sites = Vec::new();
     if let Some(value) = root.take("sites") {
         match value {
@@ -249,6 +352,22 @@ pub fn parse(
             );
         }
     }
+    if smtp.is_none() {
+        if !alerts.email.is_empty() {
+            problems.push(
+                "alerts.email",
+                "e-mail recipients need an SMTP relay: add [smtp] (host, from)",
+            );
+        }
+        for (i, s) in sites.iter().enumerate() {
+            if !s.notifications.manager_email.is_empty() {
+                problems.push(
+                    &format!("sites[{i}].notifications.manager_email"),
+                    "e-mail recipients need an SMTP relay: add [smtp] (host, from)",
+                );
+            }
+        }
+    }
     root.finish(&mut problems);
 
     if problems.0.is_empty() {
@@ -261,6 +380,9 @@ pub fn parse(
             heartbeat_interval,
             backup,
             cors_origins,
+            alerts,
+            smtp,
+            dispatcher,
         })
     } else {
         Err(ConfigErrors {
@@ -305,6 +427,35 @@ fn parse_site(
         }
         None => None,
     };
+    let tariff = match s.take("tariff") {
+        Some(toml::Value::Table(t)) => parse_tariff(&s.path("tariff"), &t, base_dir, problems),
+        Some(_) => {
+            problems.push(&s.path("tariff"), "expected a table ([sites.tariff])");
+            None
+        }
+        None => None,
+    };
+    let whatsapp = match s.take("whatsapp") {
+        Some(toml::Value::Table(t)) => parse_whatsapp(&s.path("whatsapp"), &t, base_dir, problems),
+        Some(_) => {
+            problems.push(&s.path("whatsapp"), "expected a table ([sites.whatsapp])");
+            None
+        }
+        None => None,
+    };
+    let notifications = match s.take("notifications") {
+        Some(toml::Value::Table(t)) => {
+            parse_site_notifications(&s.path("notifications"), &t, base_dir, problems)
+        }
+        Some(_) => {
+            problems.push(
+                &s.path("notifications"),
+                "expected a table ([sites.notifications])",
+            );
+            SiteNotificationsConfig::default()
+        }
+        None => SiteNotificationsConfig::default(),
+    };
     s.finish(problems);
     Some(SiteConfig {
         slug: slug?,
@@ -314,7 +465,241 @@ fn parse_site(
         heartbeat_offline_after,
         stale_session_after,
         cvepro,
+        tariff,
+        whatsapp,
+        notifications,
     })
+}
+
+/// `[sites.whatsapp]`: the Evolution gateway of a site.
+fn parse_whatsapp(
+    key: &str,
+    table: &toml::Table,
+    base_dir: &Path,
+    problems: &mut Problems,
+) -> Option<WhatsAppSiteConfig> {
+    let mut s = Section::new(key, table, base_dir);
+    let base_url = s.parse_str("base_url", problems, parse_http_url);
+    if base_url.is_none() && !table.contains_key("base_url") {
+        problems.push(
+            &s.path("base_url"),
+            "missing (the gateway root, e.g. \"https://evo.example.com\", no /api suffix)",
+        );
+    }
+    let api_key = s.secret("api_key", problems);
+    let instance = s.required_str("instance", problems);
+    let stores_messages = s.boolean("stores_messages", false, problems);
+    s.finish(problems);
+    Some(WhatsAppSiteConfig {
+        base_url: base_url?,
+        api_key: api_key?,
+        instance: instance?,
+        stores_messages,
+    })
+}
+
+/// `[sites.notifications]`: the managers of a site.
+fn parse_site_notifications(
+    key: &str,
+    table: &toml::Table,
+    base_dir: &Path,
+    problems: &mut Problems,
+) -> SiteNotificationsConfig {
+    let mut s = Section::new(key, table, base_dir);
+    let manager_whatsapp = s.phone_list("manager_whatsapp", problems);
+    let manager_email = s.email_list("manager_email", problems);
+    s.finish(problems);
+    SiteNotificationsConfig {
+        manager_whatsapp,
+        manager_email,
+    }
+}
+
+/// `[alerts]`: where operator alerts go.
+fn parse_alerts(table: &toml::Table, base_dir: &Path, problems: &mut Problems) -> AlertsConfig {
+    let mut s = Section::new("alerts", table, base_dir);
+    let whatsapp = s.phone_list("whatsapp", problems);
+    let email = s.email_list("email", problems);
+    let webhook_url = s.parse_str("webhook_url", problems, parse_http_url);
+    let webhook_secret = s.optional_secret("webhook_secret", problems);
+    if table.contains_key("webhook_url") && webhook_secret.is_none() {
+        if !table.contains_key("webhook_secret") && !table.contains_key("webhook_secret_file") {
+            problems.push(
+                "alerts.webhook_secret",
+                "missing: a webhook is signed with HMAC-SHA256; set webhook_secret (or \
+                 webhook_secret_file), e.g. `openssl rand -hex 32`",
+            );
+        }
+    } else if let Some(secret) = &webhook_secret {
+        if !table.contains_key("webhook_url") {
+            problems.push("alerts.webhook_secret", "given without webhook_url");
+        } else if secret.expose().len() < vetric_channels::webhook::MIN_SECRET_LEN {
+            problems.push(
+                "alerts.webhook_secret",
+                "too short: use at least 16 characters, better 32 random ones (e.g. `openssl \
+                 rand -hex 32`)",
+            );
+        }
+    }
+    s.finish(problems);
+    AlertsConfig {
+        whatsapp,
+        email,
+        webhook_url,
+        webhook_secret,
+    }
+}
+
+/// `[smtp]`: the relay e-mail goes through.
+fn parse_smtp(
+    table: &toml::Table,
+    base_dir: &Path,
+    problems: &mut Problems,
+) -> Option<SmtpSettings> {
+    let mut s = Section::new("smtp", table, base_dir);
+    let host = s.required_str("host", problems);
+    let port = s.integer("port", 587, 1..=65_535, problems);
+    let username = s
+        .string("username", problems)
+        .filter(|u| !u.trim().is_empty());
+    let password = s.optional_secret("password", problems);
+    if username.is_some() != password.is_some() {
+        problems.push(
+            "smtp.username",
+            "username and password go together: set both (or neither, for a relay without \
+             authentication)",
+        );
+    }
+    let from = s.parse_str("from", problems, |v| {
+        let address = v
+            .rsplit_once('<')
+            .map_or(v, |(_, a)| a.trim_end_matches('>'));
+        parse_email(address.trim()).map(|_| v.to_owned())
+    });
+    if from.is_none() && !table.contains_key("from") {
+        problems.push(
+            "smtp.from",
+            "missing (the sender, e.g. \"alertas@example.com\")",
+        );
+    }
+    let starttls = s.boolean("starttls", true, problems);
+    s.finish(problems);
+    Some(SmtpSettings {
+        host: host?,
+        port: u16::try_from(port).unwrap_or(587),
+        username,
+        password,
+        from: from?,
+        starttls,
+    })
+}
+
+/// `[dispatcher]`: timings of the notification dispatcher.
+fn parse_dispatcher(
+    table: &toml::Table,
+    base_dir: &Path,
+    problems: &mut Problems,
+) -> DispatcherConfig {
+    let d = DispatcherConfig::default();
+    let mut s = Section::new("dispatcher", table, base_dir);
+    let tick_ms = s.integer("tick_ms", 1000, 50..=60_000, problems);
+    let lease = s.seconds("lease_s", d.lease.as_secs(), problems);
+    if lease < Duration::from_secs(60) {
+        problems.push(
+            "dispatcher.lease_s",
+            "must be at least 60 seconds (longer than one send, or sends in progress would be \
+             taken for crashed ones)",
+        );
+    }
+    let max_attempts = s.integer("max_attempts", d.max_attempts, 1..=100, problems);
+    let retry_base = s.seconds("retry_base_s", d.retry_base.as_secs(), problems);
+    let retry_cap = s.seconds("retry_cap_s", d.retry_cap.as_secs(), problems);
+    if retry_base.is_zero() {
+        problems.push("dispatcher.retry_base_s", "must be at least 1 second");
+    }
+    if retry_cap < retry_base {
+        problems.push(
+            "dispatcher.retry_cap_s",
+            "must not be less than retry_base_s",
+        );
+    }
+    let gateway_check = s.seconds("gateway_check_s", d.gateway_check.as_secs(), problems);
+    if gateway_check < Duration::from_secs(1) {
+        problems.push("dispatcher.gateway_check_s", "must be at least 1 second");
+    }
+    s.finish(problems);
+    DispatcherConfig {
+        tick: Duration::from_millis(u64::from(tick_ms)),
+        lease,
+        max_attempts,
+        retry_base,
+        retry_cap,
+        gateway_check,
+    }
+}
+
+/// A plain address check: one `@`, something on both sides, a dot in the domain, no spaces.
+fn parse_email(s: &str) -> Result<String, String> {
+    let ok = match s.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !domain.contains('@')
+                && !s.chars().any(char::is_whitespace)
+        }
+        None => false,
+    };
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!("{s:?} is not an e-mail address"))
+    }
+}
+
+/// `[sites.tariff]`: the keys and value formats of BILLING.md, read into a
+/// [`vetric_domain::TariffSpec`] and checked by the domain, whose every problem is reported at
+/// its key path (`sites[0].tariff.peak_price: …`) with the domain's own message.
+fn parse_tariff(
+    key: &str,
+    table: &toml::Table,
+    base_dir: &Path,
+    problems: &mut Problems,
+) -> Option<vetric_domain::Tariff> {
+    use vetric_domain::TariffSpec;
+    let mut s = Section::new(key, table, base_dir);
+    let before = problems.0.len();
+    let spec = TariffSpec {
+        effective_from: s.string("effective_from", problems),
+        peak_price: s.raw_number("peak_price", problems),
+        offpeak_price: s.raw_number("offpeak_price", problems),
+        peak_start: s.string("peak_start", problems),
+        peak_end: s.string("peak_end", problems),
+        peak_weekdays: s.string_list("peak_weekdays", problems),
+        holidays: s.string_list("holidays", problems),
+        idle_grace_min: s.raw_number("idle_grace_min", problems),
+        idle_fee_per_min: s.raw_number("idle_fee_per_min", problems),
+        idle_fee_cap: s.raw_number("idle_fee_cap", problems),
+        max_kwh: s.raw_number("max_kwh", problems),
+    };
+    s.finish(problems);
+    let type_problems = problems.0.len() > before;
+    match spec.validate() {
+        // A key of the wrong type was left out of the spec; a default must not stand in for it.
+        Ok(_) if type_problems => None,
+        Ok(t) => Some(t),
+        Err(found) => {
+            for p in found {
+                // A key already reported for its type is not reported again as missing.
+                let path = format!("{key}.{}", p.field);
+                if !problems.0.iter().skip(before).any(|q| q.key == path) {
+                    problems.push(&path, &p.message);
+                }
+            }
+            None
+        }
+    }
 }
 
 fn parse_cvepro(
@@ -733,6 +1118,101 @@ impl<'a> Section<'a> {
         }
     }
 
+    /// A number as BILLING.md writes it (a string, or a TOML integer; a float is kept so the
+    /// tariff check can refuse it with its own advice).
+    fn raw_number(
+        &mut self,
+        key: &str,
+        problems: &mut Problems,
+    ) -> Option<vetric_domain::RawNumber> {
+        use vetric_domain::RawNumber;
+        match self.take(key)? {
+            toml::Value::String(v) => Some(RawNumber::Text(v)),
+            toml::Value::Integer(i) => Some(RawNumber::Integer(i)),
+            toml::Value::Float(x) => Some(RawNumber::Float(x)),
+            other => {
+                problems.push(
+                    &self.path(key),
+                    &format!("expected a number as a string, found {}", other.type_str()),
+                );
+                None
+            }
+        }
+    }
+
+    /// An array of strings; each element of another type is a problem at `key[i]`.
+    fn string_list(&mut self, key: &str, problems: &mut Problems) -> Option<Vec<String>> {
+        match self.take(key)? {
+            toml::Value::Array(items) => {
+                let mut out = Vec::new();
+                for (i, v) in items.into_iter().enumerate() {
+                    match v {
+                        toml::Value::String(x) => out.push(x),
+                        other => problems.push(
+                            &format!("{}[{i}]", self.path(key)),
+                            &format!("expected a string, found {}", other.type_str()),
+                        ),
+                    }
+                }
+                Some(out)
+            }
+            other => {
+                problems.push(
+                    &self.path(key),
+                    &format!("expected an array of strings, found {}", other.type_str()),
+                );
+                None
+            }
+        }
+    }
+
+    /// A secret that may be absent: `key`, `key_file` or neither (never both).
+    fn optional_secret(&mut self, key: &str, problems: &mut Problems) -> Option<Secret> {
+        let file_key = format!("{key}_file");
+        if !self.table.contains_key(key) && !self.table.contains_key(&file_key) {
+            return None;
+        }
+        self.secret(key, problems)
+    }
+
+    /// An array of phone numbers, each checked (`key[i]: …` with the domain's advice).
+    fn phone_list(
+        &mut self,
+        key: &str,
+        problems: &mut Problems,
+    ) -> Vec<vetric_domain::PhoneNumber> {
+        let mut out = Vec::new();
+        for (i, raw) in self
+            .string_list(key, problems)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            match vetric_domain::PhoneNumber::parse(raw) {
+                Ok(p) => out.push(p),
+                Err(e) => problems.push(&format!("{}[{i}]", self.path(key)), &e.to_string()),
+            }
+        }
+        out
+    }
+
+    /// An array of e-mail addresses, each checked.
+    fn email_list(&mut self, key: &str, problems: &mut Problems) -> Vec<String> {
+        let mut out = Vec::new();
+        for (i, raw) in self
+            .string_list(key, problems)
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+        {
+            match parse_email(raw.trim()) {
+                Ok(a) => out.push(a),
+                Err(e) => problems.push(&format!("{}[{i}]", self.path(key)), &e),
+            }
+        }
+        out
+    }
+
     fn finish(self, problems: &mut Problems) {
         for key in self.table.keys() {
             if !self.used.contains(key) {
@@ -1025,5 +1505,198 @@ mod tests {
         .collect();
         let c = parse(GOOD, "t", Path::new("/etc/vetric"), &env).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.cors_origins.len(), 2);
+    }
+
+    const TARIFF: &str = r#"
+        [sites.tariff]
+        effective_from = "2026-01-01"
+        peak_price = "3.08"
+        offpeak_price = "0.53"
+        peak_start = "17:30"
+        peak_end = "20:30"
+        peak_weekdays = ["mon", "tue", "wed", "thu", "fri"]
+        holidays = ["2026-04-03", "2026-04-21"]
+        idle_grace_min = 15
+        idle_fee_per_min = "0.10"
+        idle_fee_cap = "30.00"
+        max_kwh = "150"
+    "#;
+
+    #[test]
+    fn the_billing_md_tariff_reads() {
+        assert!(parse_ok(GOOD).sites[0].tariff.is_none());
+        let c = parse_ok(&format!("{GOOD}{TARIFF}"));
+        let t = c.sites[0].tariff.as_ref().unwrap();
+        assert_eq!(
+            t.effective_from(),
+            chrono::NaiveDate::from_ymd_opt(2026, 1, 1)
+        );
+        assert_eq!(t.peak_price().to_string(), "3.08");
+        assert_eq!(t.idle_fee_cap().map(|d| d.to_string()), Some("30".into()));
+        assert_eq!(t.site_holidays().len(), 2);
+        // effective_from is optional; the defaults of BILLING.md fill the rest.
+        let c = parse_ok(&format!(
+            "{GOOD}\n[sites.tariff]\npeak_price = \"3.08\"\noffpeak_price = \"0.53\"\n\
+             idle_fee_per_min = \"0.10\"\nmax_kwh = 150\n"
+        ));
+        let t = c.sites[0].tariff.as_ref().unwrap();
+        assert_eq!(t.effective_from(), None);
+        assert_eq!(
+            (t.peak_start(), t.peak_end()),
+            ("17:30".into(), "20:30".into())
+        );
+    }
+
+    #[test]
+    fn every_tariff_problem_is_at_its_key_path() {
+        let bad = TARIFF
+            .replace("\"3.08\"", "3.08")
+            .replace("\"0.53\"", "\"0,53\"")
+            .replace("\"20:30\"", "\"25:00\"")
+            .replace("\"fri\"", "\"sex\"")
+            .replace("\"2026-04-21\"", "21")
+            .replace("idle_grace_min = 15", "idle_grace_min = true")
+            .replace("max_kwh = \"150\"", "max_kwh = \"150\"\nmax_kw = 1");
+        let found = problems(&format!("{GOOD}{bad}"), &[]);
+        let joined = found.join("\n");
+        for expected in [
+            "sites[0].tariff.peak_price: write it as a string, e.g. \"3.08\"",
+            "sites[0].tariff.offpeak_price: use a dot for decimals",
+            "sites[0].tariff.peak_end:",
+            "sites[0].tariff.peak_weekdays:",
+            "sites[0].tariff.holidays[1]: expected a string, found integer",
+            "sites[0].tariff.idle_grace_min: expected a number as a string, found boolean",
+            "sites[0].tariff.max_kw: unknown key",
+        ] {
+            assert!(
+                joined.contains(expected),
+                "missing {expected:?} in:\n{joined}"
+            );
+        }
+        assert_eq!(found.len(), 7, "{joined}");
+        // Missing required keys are named; a non-table is refused.
+        let found = problems(
+            &format!("{GOOD}\n[sites.tariff]\npeak_price = \"1\"\n"),
+            &[],
+        );
+        let keys: Vec<&str> = found
+            .iter()
+            .map(|p| p.split(": missing").next().unwrap_or(""))
+            .collect();
+        assert_eq!(
+            keys,
+            vec![
+                "sites[0].tariff.offpeak_price",
+                "sites[0].tariff.idle_fee_per_min",
+                "sites[0].tariff.max_kwh"
+            ],
+            "{found:?}"
+        );
+        assert_eq!(found.len(), 3, "{found:?}");
+        assert!(
+            found.iter().all(|p| p.starts_with("sites[0].tariff.")),
+            "{found:?}"
+        );
+        let found = problems(
+            &GOOD.replace("[sites.cvepro]", "tariff = 3\n[sites.cvepro]"),
+            &[],
+        );
+        assert_eq!(
+            found,
+            vec!["sites[0].tariff: expected a table ([sites.tariff])"]
+        );
+    }
+
+    const NOTIFY: &str = r#"
+        [[sites]]
+        slug = "palmeiras"
+        name = "Palmeiras"
+
+        [sites.whatsapp]
+        base_url = "https://evo.example.com"
+        api_key = "k"
+        instance = "Condo Bot"
+
+        [sites.notifications]
+        manager_whatsapp = ["+55 82 99000-0101"]
+        manager_email = ["sindico@example.com"]
+
+        [alerts]
+        email = ["ops@example.com"]
+        webhook_url = "https://hooks.example.com/vetric"
+        webhook_secret = "0123456789abcdef0123456789abcdef"
+
+        [smtp]
+        host = "smtp.example.com"
+        from = "Vetric <alertas@example.com>"
+        username = "alertas@example.com"
+        password = "p"
+
+        [dispatcher]
+        tick_ms = 500
+        max_attempts = 5
+    "#;
+
+    #[test]
+    fn notification_settings_and_their_defaults() {
+        let c = parse_ok(NOTIFY);
+        let w = c.sites[0].whatsapp.as_ref().unwrap();
+        assert_eq!(w.instance, "Condo Bot");
+        assert!(!w.stores_messages, "never resend blindly unless told");
+        assert_eq!(
+            c.sites[0].notifications.manager_whatsapp[0].digits(),
+            "5582990000101"
+        );
+        assert_eq!(c.alerts.email, ["ops@example.com"]);
+        let smtp = c.smtp.unwrap();
+        assert_eq!((smtp.port, smtp.starttls), (587, true));
+        assert_eq!(c.dispatcher.tick, Duration::from_millis(500));
+        assert_eq!(c.dispatcher.max_attempts, 5);
+        assert_eq!(c.dispatcher.lease, Duration::from_secs(120));
+        let plain = parse_ok(GOOD);
+        assert!(plain.sites[0].whatsapp.is_none() && plain.smtp.is_none());
+        assert_eq!(plain.dispatcher, DispatcherConfig::default());
+    }
+
+    #[test]
+    fn every_notification_problem_is_listed() {
+        let found = problems(
+            r#"
+            [[sites]]
+            slug = "palmeiras"
+            name = "Palmeiras"
+            [sites.whatsapp]
+            base_url = "ftp://evo"
+            stores_messages = "sometimes"
+            [sites.notifications]
+            manager_whatsapp = ["82990000101"]
+            manager_email = ["not-an-address"]
+            [alerts]
+            email = ["ops@example.com"]
+            webhook_url = "https://hooks.example.com"
+            [dispatcher]
+            lease_s = 5
+            retry_base_s = 60
+            retry_cap_s = 10
+            tick = 3
+            "#,
+            &[],
+        );
+        let has = |key: &str| found.iter().any(|p| p.starts_with(key));
+        for key in [
+            "sites[0].whatsapp.base_url",
+            "sites[0].whatsapp.api_key",
+            "sites[0].whatsapp.instance",
+            "sites[0].whatsapp.stores_messages",
+            "sites[0].notifications.manager_whatsapp[0]",
+            "sites[0].notifications.manager_email[0]",
+            "alerts.webhook_secret",
+            "alerts.email",
+            "dispatcher.lease_s",
+            "dispatcher.retry_cap_s",
+            "dispatcher.tick",
+        ] {
+            assert!(has(key), "no problem at {key}: {found:#?}");
+        }
     }
 }

@@ -2,6 +2,9 @@
 //! directory, the CVE-Pro simulator on a free local port, and a demo condominium whose residents
 //! and tags are the simulator's, so sessions are attributed to people from the first poll.
 //!
+//! The Evolution (WhatsApp) simulator runs in process too, configured as a gateway that stores
+//! messages, so notifications flow to it and show in the notification log as sent.
+//!
 //! It writes `DIR/vetric.toml` so that other commands (`vetric status --config DIR/vetric.toml`)
 //! look at the same store while the demo runs, then serves exactly as `vetric serve` does.
 
@@ -16,6 +19,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 use vetric_domain::Tag;
 use vetric_sim::cvepro::{CveProSim, Fleet, SimConfig};
+use vetric_sim::evolution::{
+    DEFAULT_API_KEY as EVOLUTION_API_KEY, DEFAULT_INSTANCE as EVOLUTION_INSTANCE, EvolutionSim,
+    EvolutionSimConfig,
+};
 use vetric_store::{NewResident, SiteId, Store};
 
 pub const DEMO_SITE_SLUG: &str = "jardim-palmeiras";
@@ -75,8 +82,21 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let sim = CveProSim::start(sim_config, SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
         .context("starting the CVE-Pro simulator")?;
+    let whatsapp = EvolutionSim::start(
+        EvolutionSimConfig::default(),
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+    )
+    .await
+    .context("starting the Evolution (WhatsApp) simulator")?;
     let config_path = data_dir.join("vetric.toml");
-    write_config(&config_path, &db_path, &args, sim.base_url(), &sim.fleet())?;
+    write_config(
+        &config_path,
+        &db_path,
+        &args,
+        sim.base_url(),
+        whatsapp.base_url(),
+        &sim.fleet(),
+    )?;
     let cfg = config::load(&config_path, &std::collections::BTreeMap::new())?;
 
     let (store, sites) = serve::open_store(&cfg).await?;
@@ -97,6 +117,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         "  simulator: {} (control API under /__sim/)",
         sim.base_url()
     );
+    println!(
+        "  whatsapp:  {} (simulated gateway; control API under /__sim/)",
+        whatsapp.base_url()
+    );
     println!("  store:     {}", db_path.display());
     // DESIGN.md: this is the only place a password is ever printed. Accounts survive a
     // restart; their passwords are reset at every start so these lines always work.
@@ -111,6 +135,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
     serve::run(cfg, claimed, store, sites, CancellationToken::new()).await?;
     sim.shutdown().await;
+    whatsapp.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -119,6 +144,7 @@ fn write_config(
     db_path: &Path,
     args: &DemoArgs,
     sim_url: &str,
+    whatsapp_url: &str,
     fleet: &Fleet,
 ) -> anyhow::Result<()> {
     let sim = SimConfig::for_cli(args.chargers, args.seed, args.speed);
@@ -135,7 +161,14 @@ fn write_config(
          api_key = {api_key:?}\n\
          email = {email:?}\n\
          password = {password:?}\n\
-         poll_interval_s = {poll}\n",
+         poll_interval_s = {poll}\n\n\
+         # The in-process gateway simulator keeps what it sent, so a message left in doubt\n\
+         # by a crash may be looked up and resent safely.\n\
+         [sites.whatsapp]\n\
+         base_url = {whatsapp_url:?}\n\
+         api_key = {wa_key:?}\n\
+         instance = {wa_instance:?}\n\
+         stores_messages = true\n",
         listen = args.listen.to_string(),
         db = format!("sqlite://{}", db_path.display()),
         slug = DEMO_SITE_SLUG,
@@ -144,6 +177,8 @@ fn write_config(
         email = sim.email,
         password = sim.password,
         poll = args.poll_interval_s,
+        wa_key = EVOLUTION_API_KEY,
+        wa_instance = EVOLUTION_INSTANCE,
     );
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }

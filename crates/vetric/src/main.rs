@@ -5,10 +5,12 @@ mod accounts;
 mod backup;
 mod config;
 mod demo;
+mod dispatch;
 mod heartbeat;
 mod liveness;
 mod probe;
 mod serve;
+mod statement;
 mod status;
 
 use clap::{Parser, Subcommand};
@@ -49,6 +51,9 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A site's monthly statement (draft, or --issue to freeze it) as JSON, CSV or XLSX;
+    /// --import previews a vendor export, --commit stores its good rows.
+    Statement(statement::StatementArgs),
     /// Create or upgrade the store's schema, then exit.
     Migrate {
         #[arg(long, env = "VETRIC_CONFIG")]
@@ -229,6 +234,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 print!("{}", status::render_text(&status, &sites));
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Statement(args) => {
+            let cfg = config::load(&args.config, &config::vetric_env())?;
+            let (store, sites) = serve::open_store(&cfg).await?;
+            statement::run(args, &store, &sites).await
         }
         Command::Migrate { config } => {
             let cfg = config::load(&config, &config::vetric_env())?;

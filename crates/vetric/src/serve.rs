@@ -97,6 +97,12 @@ pub async fn open_store(config: &Config) -> anyhow::Result<(Store, Vec<(SiteId, 
             .upsert_site(site.slug.as_str(), &site.name, site.timezone.name())
             .await
             .with_context(|| format!("recording site {}", site.slug))?;
+        if let Some(tariff) = &site.tariff {
+            store
+                .upsert_config_tariff(id, tariff)
+                .await
+                .with_context(|| format!("recording the tariff of site {}", site.slug))?;
+        }
         sites.push((id, site.clone()));
     }
     Ok((store, sites))
@@ -124,6 +130,8 @@ pub async fn run(
         }
     };
     let web_sites = web_sites(&sites);
+    let site_config = site_config(&sites);
+    let gateways = gateways(&sites);
     let ops = vetric_web::OpsSettings {
         metrics,
         without_vendor: sites
@@ -170,6 +178,21 @@ pub async fn run(
             stop.clone(),
         ));
     }
+    // Notifications: one dispatcher per process (on SQLite the instance lock makes it the
+    // only one for the store); it finishes a send in flight when `stop` fires.
+    let dispatcher = crate::dispatch::build_dispatcher(&config, &store, &sites)?;
+    tasks.spawn(dispatcher.run(stop.clone()));
+    // Per-site ingest leadership (RELIABILITY R5): a site is polled only while this instance
+    // holds its lock (PostgreSQL advisory lock; always on SQLite).
+    let shortest_poll = sites
+        .iter()
+        .filter_map(|(_, s)| s.cvepro.as_ref().map(|c| c.poll_interval))
+        .min()
+        .unwrap_or(Duration::from_secs(10));
+    let mut leadership = vetric_engine::Leadership::new(
+        store.clone(),
+        vetric_engine::LeaderSettings::for_poll_interval(shortest_poll),
+    );
     for (site_id, site) in sites {
         let Some(cve) = &site.cvepro else {
             info!(site = %site.slug, "no [sites.cvepro] configured; not polling this site");
@@ -182,13 +205,23 @@ pub async fn run(
             cve.password.clone(),
         ))
         .with_context(|| format!("building the CVE-Pro client of site {}", site.slug))?;
-        let settings = ingest_settings(&site, cve.poll_interval);
-        let ingest =
-            SiteIngest::resume(site_id, site.slug.as_str(), client, store.clone(), settings)
-                .await
-                .with_context(|| format!("resuming the ingest of site {}", site.slug))?;
-        tasks.spawn(ingest.run(stop.clone()));
+        let mut settings = ingest_settings(&site, cve.poll_interval);
+        settings.notify = crate::dispatch::site_notify(&config, &site);
+        // Read once here so a stored state that cannot be read stops the start (the leader
+        // reads it again when it takes the site).
+        SiteIngest::resume(
+            site_id,
+            site.slug.as_str(),
+            client.clone(),
+            store.clone(),
+            settings.clone(),
+        )
+        .await
+        .with_context(|| format!("resuming the ingest of site {}", site.slug))?;
+        leadership.add_site(site_id, site.slug.as_str(), client, settings);
     }
+    let leadership_board = leadership.board();
+    tasks.spawn(leadership.run(stop.clone()));
     tasks.close();
 
     let signals = tokio::spawn(wait_for_signal(stop.clone()));
@@ -204,8 +237,13 @@ pub async fn run(
         config.public_url.clone(),
         stop.clone(),
     )
-    .with_ops(ops)
-    .with_cors_origins(config.cors_origins.clone());
+    .with_ops(vetric_web::OpsSettings {
+        leadership: leadership_board,
+        ..ops
+    })
+    .with_cors_origins(config.cors_origins.clone())
+    .with_site_config(site_config)
+    .with_gateways(gateways);
     let app = vetric_web::router(state);
     // Bound, migrated, and the accept loop starts below (no-op without NOTIFY_SOCKET).
     systemd::ready(&config.listen.to_string());
@@ -237,6 +275,46 @@ pub fn web_sites(sites: &[(SiteId, SiteConfig)]) -> Vec<vetric_web::SiteSettings
                 .as_ref()
                 .map_or(Duration::from_secs(10), |c| c.poll_interval),
             offline_after: site.offline_after,
+        })
+        .collect()
+}
+
+/// Each site's `[sites.whatsapp]`, for the notification settings page (shown read-only; its
+/// "Verificar conexão" asks the gateway).
+pub fn gateways(sites: &[(SiteId, SiteConfig)]) -> Vec<vetric_web::notifications::SiteGateway> {
+    sites
+        .iter()
+        .filter_map(|(id, site)| {
+            site.whatsapp
+                .as_ref()
+                .map(|w| vetric_web::notifications::SiteGateway {
+                    site: *id,
+                    base_url: w.base_url.clone(),
+                    instance: w.instance.clone(),
+                    api_key: w.api_key.clone(),
+                })
+        })
+        .collect()
+}
+
+/// What the settings and tariff pages show of each site's configuration, and the vendor
+/// account "Testar conexão" probes.
+pub fn site_config(sites: &[(SiteId, SiteConfig)]) -> Vec<vetric_web::settings::SiteConfigured> {
+    sites
+        .iter()
+        .map(|(id, site)| vetric_web::settings::SiteConfigured {
+            site: *id,
+            heartbeat_offline_after: site.heartbeat_offline_after,
+            vendor: site
+                .cvepro
+                .as_ref()
+                .map(|c| vetric_web::settings::VendorAccount {
+                    base_url: c.base_url.clone(),
+                    email: c.email.clone(),
+                    api_key: c.api_key.clone(),
+                    password: c.password.clone(),
+                }),
+            tariff_in_config: site.tariff.is_some(),
         })
         .collect()
 }

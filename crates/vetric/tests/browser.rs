@@ -636,3 +636,169 @@ async fn a_manager_watches_the_overview_live_in_a_real_browser() {
     );
     sim.shutdown().await;
 }
+
+/// The dashboard issue's "a CSV import with one bad row reports that row": the manager picks
+/// a CSV in the import page's file input (CDP `DOM.setFileInputFiles`, as a person choosing a
+/// file), the preview names the bad row and its column, and the confirmation imports only the
+/// good rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_csv_import_with_one_bad_row_reports_that_row() {
+    use chromiumoxide::cdp::browser_protocol::dom::SetFileInputFilesParams;
+    require_chromium();
+    let dir = scratch_dir();
+    let sim = CveProSim::start(
+        SimConfig {
+            chargers: 1,
+            ..SimConfig::scripted()
+        },
+        "127.0.0.1:0".parse().expect("addr"),
+    )
+    .await
+    .expect("simulator");
+    let listen = free_local_addr();
+    let config = write_config(dir.path(), listen, &sim);
+    user_add(&config, MANAGER, MANAGER_PASSWORD, "manager", Some(SITE));
+    let base = format!("http://{listen}");
+    let mut vetric = VetricProcess::spawn(
+        Path::new(BIN),
+        &["serve", "--config", config.to_str().expect("utf-8 path")],
+        &[("VETRIC_LOG", "info")],
+    );
+    vetric.wait_live(&base, Duration::from_secs(30)).await;
+    let ui = Ui::launch(base, vetric).await;
+
+    ui.goto("/login").await;
+    ui.wait_until(
+        "the login form",
+        SOON,
+        "!!document.querySelector('form #email')",
+    )
+    .await;
+    for (selector, text) in [("#email", MANAGER), ("#password", MANAGER_PASSWORD)] {
+        ui.page
+            .find_element(selector)
+            .await
+            .expect("login field")
+            .click()
+            .await
+            .expect("focus the field")
+            .type_str(text)
+            .await
+            .expect("type into the field");
+    }
+    ui.page
+        .find_element("form button[type=submit]")
+        .await
+        .expect("the Entrar button")
+        .click()
+        .await
+        .expect("press Entrar");
+    ui.wait_until(
+        "the site after logging in",
+        SOON,
+        &format!("location.pathname === '/sites/{SITE}'"),
+    )
+    .await;
+
+    // From the residents list, the "Importar" button.
+    ui.goto(&format!("/sites/{SITE}/residents")).await;
+    ui.wait_until(
+        "the residents list with its Importar button",
+        SOON,
+        "!!document.querySelector('a[href$=\"/residents/import\"]')",
+    )
+    .await;
+    ui.page
+        .find_element("a[href$=\"/residents/import\"]")
+        .await
+        .expect("the Importar link")
+        .click()
+        .await
+        .expect("press Importar");
+    ui.wait_until(
+        "the import page's file input",
+        SOON,
+        "location.pathname.endsWith('/residents/import') && !!document.getElementById('file')",
+    )
+    .await;
+    ui.log("import page open");
+
+    // A pt-BR Excel CSV (BOM, `;`): row 3 has a phone without the country code.
+    let csv = dir.path().join("moradores.csv");
+    std::fs::write(
+        &csv,
+        "\u{FEFF}nome;bloco;unidade;telefone;tags\r\n\
+         Helena Costa;A;11;+55 11 93333-0001;IMP001\r\n\
+         Otávio Nunes;A;12;3333-0002;IMP002\r\n\
+         Sofia Ramos;B;21;+55 11 93333-0003;IMP003|IMP004\r\n",
+    )
+    .expect("write the CSV");
+    let input = ui.page.find_element("#file").await.expect("the file input");
+    let pick = SetFileInputFilesParams::builder()
+        .file(csv.to_str().expect("utf-8 path"))
+        .backend_node_id(input.backend_node_id)
+        .build()
+        .expect("file input parameters");
+    ui.page
+        .execute(pick)
+        .await
+        .expect("choose the file in the file input");
+    ui.page
+        .find_element("form[enctype=\"multipart/form-data\"] button[type=submit]")
+        .await
+        .expect("the Verificar button")
+        .click()
+        .await
+        .expect("press Verificar");
+    ui.wait_until(
+        "the preview naming row 3 and its telefone column",
+        SOON,
+        "(document.querySelector('#linha-3')?.innerText || '').includes('telefone') \
+         && document.querySelector('#linha-3')?.dataset.ok === 'false' \
+         && document.querySelector('#linha-2')?.dataset.ok === 'true'",
+    )
+    .await;
+    let counts: String = ui
+        .eval_ok("document.getElementById('import-counts').innerText")
+        .await;
+    assert!(
+        counts.contains("2 linha(s) válida(s)") && counts.contains("1 com problema"),
+        "{counts}"
+    );
+    let shot = ui.screenshot("import-preview").await;
+    eprintln!("screenshot: {}", shot.display());
+    ui.log("bad row reported");
+
+    ui.page
+        .find_element("#import-confirm")
+        .await
+        .expect("the Importar 2 linhas válidas button")
+        .click()
+        .await
+        .expect("press Importar");
+    ui.wait_until(
+        "the result page",
+        SOON,
+        "(document.getElementById('import-done')?.innerText || '').includes('2 moradores importados')",
+    )
+    .await;
+    ui.goto(&format!("/sites/{SITE}/residents")).await;
+    ui.wait_until(
+        "the imported residents in the list, without the bad row",
+        SOON,
+        "document.body.innerText.includes('Helena Costa') \
+         && document.body.innerText.includes('Sofia Ramos') \
+         && !document.body.innerText.includes('Otávio Nunes')",
+    )
+    .await;
+    ui.log("good rows imported");
+
+    let mut vetric = ui.close().await;
+    let status = vetric.terminate(Duration::from_secs(35)).await;
+    assert!(
+        status.success(),
+        "serve did not exit cleanly: {status}\n{}",
+        vetric.transcript()
+    );
+    sim.shutdown().await;
+}

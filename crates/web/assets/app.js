@@ -42,3 +42,27 @@
   setInterval(tick, 15000);
   document.addEventListener("htmx:afterSwap", tick);
 })();
+
+// Copy buttons (invite links, new API tokens): <button data-copy="INPUT_ID">, with an optional
+// <span data-copy-status="INPUT_ID"> that says whether it worked.
+(function () {
+  "use strict";
+  document.addEventListener("click", function (ev) {
+    var btn = ev.target.closest ? ev.target.closest("[data-copy]") : null;
+    if (!btn) return;
+    var id = btn.getAttribute("data-copy");
+    var input = document.getElementById(id);
+    var status = document.querySelector('[data-copy-status="' + id + '"]');
+    if (!input) return;
+    function say(t) { if (status) status.textContent = t; }
+    input.focus();
+    input.select();
+    if (navigator.clipboard && navigator.clipboard.writeText) {
+      navigator.clipboard.writeText(input.value).then(
+        function () { say("Copiado."); },
+        function () { say("Não foi possível copiar: selecione o texto e copie."); });
+    } else {
+      say("Selecione o texto e copie (Ctrl+C).");
+    }
+  });
+})();

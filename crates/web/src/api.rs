@@ -230,6 +230,55 @@ pub async fn not_found() -> ApiError {
     ApiError::not_found()
 }
 
+/// Turns the errors axum answers by itself (a path segment that is not UTF-8: plain text; a
+/// method the route does not take: an empty 405) into the API's `{"error": …}`, so a program
+/// gets JSON on every 4xx/5xx (RELIABILITY.md R7). Other headers (`Allow`) are kept.
+pub async fn json_errors(res: Response) -> Response {
+    let status = res.status();
+    let is_json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if is_json || !(status.is_client_error() || status.is_server_error()) {
+        return res;
+    }
+    let (mut parts, body) = res.into_parts();
+    // axum's rejection texts are one short line, e.g. "Invalid URL: Invalid UTF-8 in `tag`".
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let mut err = match status {
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::new(
+            status,
+            "method_not_allowed",
+            "método não aceito nesta rota (veja /api/v1/openapi.json)",
+        ),
+        s if s.is_server_error() => ApiError::new(
+            status,
+            "internal",
+            "erro interno; tente novamente em instantes",
+        ),
+        _ => ApiError::new(
+            status,
+            "invalid_request",
+            "pedido inválido: confira o endereço (caracteres do caminho) e o corpo",
+        ),
+    };
+    err.field = text
+        .split('`')
+        .nth(1)
+        .filter(|f| !f.is_empty() && f.len() <= 64)
+        .map(str::to_owned);
+    let (json_parts, json_body) = err.into_response().into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    if let Some(ct) = json_parts.headers.get(header::CONTENT_TYPE) {
+        parts.headers.insert(header::CONTENT_TYPE, ct.clone());
+    }
+    Response::from_parts(parts, json_body)
+}
+
 /// `GET /api/v1/openapi.json`: the routes above, hand-written (kept next to the handlers; a
 /// test checks every API route is listed).
 pub async fn openapi() -> Response {
@@ -239,8 +288,12 @@ pub async fn openapi() -> Response {
 pub fn openapi_document() -> serde_json::Value {
     let mut doc = base_openapi_document();
     crate::openapi_more::extend(&mut doc);
+    crate::residents_import::extend_openapi(&mut doc);
     crate::account::extend_openapi(&mut doc);
     crate::audit::extend_openapi(&mut doc);
+    crate::settings::extend_openapi(&mut doc);
+    crate::notifications::extend_openapi(&mut doc);
+    crate::users::extend_openapi(&mut doc);
     doc
 }
 

@@ -268,7 +268,10 @@ pub async fn login(
         .await
         .map_err(|e| LoginFailure::Internal(e.into()))?;
     let (hash, user) = match &creds {
-        Some(c) if c.user.active => (c.password_hash.clone(), Some(c.user.clone())),
+        // An invited user without a password yet costs the same work as an unknown e-mail.
+        Some(c) if c.user.active && c.password_hash != vetric_store::PENDING_PASSWORD_HASH => {
+            (c.password_hash.clone(), Some(c.user.clone()))
+        }
         _ => (dummy_hash().to_owned(), None),
     };
     let pw = password.to_owned();

@@ -1,5 +1,6 @@
 //! vetric's HTTP face. It reads the store and never calls the vendor on a request path
-//! (DESIGN.md rule 1): a vendor outage makes data stale, never makes a page fail.
+//! (DESIGN.md rule 1): a vendor outage makes data stale, never makes a page fail. The one
+//! exception is an admin's explicit "Testar conexão" ([`settings`]), with its own short timeout.
 //!
 //! * [`router`] builds the whole app from an [`AppState`] (the store, the configured sites as
 //!   plain data, `public_url` and the shutdown token): `/health/live`, the pages (`/login`,
@@ -28,12 +29,16 @@ pub mod inbox;
 pub mod input;
 pub mod live;
 pub mod metrics;
+pub mod notifications;
 pub mod openapi_more;
 pub mod pages;
 pub mod request_log;
 pub mod residents;
+pub mod residents_import;
 pub mod security;
 pub mod sessions;
+pub mod settings;
+pub mod users;
 pub mod view;
 pub mod vitals;
 
@@ -79,6 +84,8 @@ struct Inner {
     live: live::LiveHub,
     ops: OpsSettings,
     cors_origins: Vec<String>,
+    settings: settings::SettingsState,
+    notify: notifications::NotifyState,
 }
 
 impl AppState {
@@ -116,6 +123,8 @@ impl AppState {
             live: live::LiveHub::default(),
             ops: OpsSettings::default(),
             cors_origins: Vec::new(),
+            settings: settings::SettingsState::default(),
+            notify: notifications::NotifyState::default(),
         }))
     }
 
@@ -226,6 +235,19 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/logout", post(api::logout))
         .route("/auth/password", post(account::api_change_password))
         .route("/audit", get(audit::api_list))
+        .route("/users", get(users::api_list))
+        .route("/users/invite", post(users::api_invite))
+        .route("/users/{id}/reinvite", post(users::api_reinvite))
+        .route("/users/{id}/deactivate", post(users::api_deactivate))
+        .route("/users/{id}/reactivate", post(users::api_reactivate))
+        .route(
+            "/account/tokens",
+            get(users::api_tokens).post(users::api_token_create),
+        )
+        .route(
+            "/account/tokens/{id}",
+            axum::routing::delete(users::api_token_revoke),
+        )
         .route("/sites", get(api::sites))
         .route("/sites/{slug}/chargers", get(api::chargers))
         .route("/sites/{slug}/sessions", get(api::sessions))
@@ -241,6 +263,37 @@ pub fn router(state: AppState) -> Router {
             "/sites/{slug}/residents/{id}/tags",
             post(residents::api_add_tag),
         )
+        .route(
+            "/sites/{slug}/residents/import",
+            post(residents_import::api_import)
+                .layer(DefaultBodyLimit::max(residents_import::FILE_LIMIT)),
+        )
+        .route(
+            "/sites/{slug}/tariffs",
+            get(settings::api_list).post(settings::api_add),
+        )
+        .route("/sites/{slug}/vendor/test", post(settings::api_vendor_test))
+        .route("/sites/{slug}/notifications", get(notifications::api_list))
+        .route(
+            "/sites/{slug}/notifications/{id}/resend",
+            post(notifications::api_resend),
+        )
+        .route(
+            "/sites/{slug}/notifications/test",
+            post(notifications::settings::api_test),
+        )
+        .route(
+            "/sites/{slug}/notifications/gateway-check",
+            post(notifications::settings::api_check),
+        )
+        .route(
+            "/sites/{slug}/notification-policy",
+            get(notifications::settings::api_get).put(notifications::settings::api_put),
+        )
+        .route(
+            "/sites/{slug}/residents/{id}/notification-prefs",
+            get(notifications::prefs::api_get).put(notifications::prefs::api_put),
+        )
         .route("/sites/{slug}/unknown-tags", get(inbox::api_list))
         .route(
             "/sites/{slug}/unknown-tags/{tag}/assign",
@@ -248,6 +301,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/openapi.json", get(api::openapi))
         .fallback(api::not_found)
+        .layer(axum::middleware::map_response(api::json_errors))
         .layer(axum::Extension(ApiRequest));
     let api = match cors::layer(state.cors_origins()) {
         Some(cors) => api
@@ -268,6 +322,23 @@ pub fn router(state: AppState) -> Router {
             get(account::password_form).post(account::password_submit),
         )
         .route("/audit", get(audit::page))
+        .route("/users", get(users::page))
+        .route("/users/invite", post(users::invite_submit))
+        .route("/users/{id}/reinvite", post(users::reinvite_submit))
+        .route("/users/{id}/deactivate", post(users::deactivate_submit))
+        .route("/users/{id}/reactivate", post(users::reactivate_submit))
+        .route(
+            "/invite/{token}",
+            get(users::invite_form).post(users::invite_submit_password),
+        )
+        .route(
+            "/account/tokens",
+            get(users::tokens_page).post(users::token_create_submit),
+        )
+        .route(
+            "/account/tokens/{id}/revoke",
+            post(users::token_revoke_submit),
+        )
         .route("/", get(pages::home))
         .route("/sites/{slug}", get(pages::site))
         .route("/sites/{slug}/cards", get(pages::cards))
@@ -279,6 +350,21 @@ pub fn router(state: AppState) -> Router {
             get(residents::list_page).post(residents::create_submit),
         )
         .route("/sites/{slug}/residents/new", get(residents::new_form))
+        .route(
+            "/sites/{slug}/residents/import",
+            get(residents_import::form)
+                .post(residents_import::upload)
+                .layer(DefaultBodyLimit::max(residents_import::PAGE_BODY_LIMIT)),
+        )
+        .route(
+            "/sites/{slug}/residents/import/confirm",
+            post(residents_import::confirm)
+                .layer(DefaultBodyLimit::max(residents_import::PAGE_BODY_LIMIT)),
+        )
+        .route(
+            "/sites/{slug}/residents/import/modelo.csv",
+            get(residents_import::template_csv),
+        )
         .route(
             "/sites/{slug}/residents/{id}",
             get(residents::detail).post(residents::edit_submit),
@@ -295,10 +381,44 @@ pub fn router(state: AppState) -> Router {
             "/sites/{slug}/residents/{id}/tags/end",
             post(residents::end_tag_submit),
         )
+        .route("/sites/{slug}/settings", get(settings::page))
+        .route(
+            "/sites/{slug}/settings/vendor-test",
+            post(settings::vendor_test_submit),
+        )
+        .route(
+            "/sites/{slug}/tariff",
+            get(settings::tariff).post(settings::tariff_submit),
+        )
         .route("/sites/{slug}/inbox", get(inbox::page))
         .route(
             "/sites/{slug}/inbox/{tag}/assign",
             post(inbox::assign_submit),
+        )
+        .route("/sites/{slug}/notifications", get(notifications::log_page))
+        .route(
+            "/sites/{slug}/notifications/{id}/resend",
+            post(notifications::resend_submit),
+        )
+        .route(
+            "/sites/{slug}/notifications/settings",
+            get(notifications::settings::page).post(notifications::settings::submit),
+        )
+        .route(
+            "/sites/{slug}/notifications/settings/preview",
+            post(notifications::settings::preview_submit),
+        )
+        .route(
+            "/sites/{slug}/notifications/settings/gateway-check",
+            post(notifications::settings::check_submit),
+        )
+        .route(
+            "/sites/{slug}/notifications/settings/test-message",
+            post(notifications::settings::test_submit),
+        )
+        .route(
+            "/sites/{slug}/residents/{id}/notifications",
+            get(notifications::prefs::page).post(notifications::prefs::submit),
         )
         .nest("/api/v1", api)
         .route("/api/{*rest}", axum::routing::any(api::not_found))

@@ -15,6 +15,14 @@
 //! * `vetric_store_up` — 1 when the store answered a ping during this scrape.
 //! * `vetric_data_age_seconds{site}` and `vetric_vendor_up{site}` — refreshed from the store
 //!   on every scrape, for each site with a vendor account.
+//! * `vetric_outbox_backlog` (messages still owed: pending and in doubt) and
+//!   `vetric_outbox_oldest_age_seconds` (how long the oldest due one has waited; 0 when none) —
+//!   refreshed from the store on every scrape. The dispatcher sets the same two gauges when it
+//!   measures the backlog; reading them here too keeps them true when the dispatcher itself is
+//!   stuck, which is exactly when the backlog-age alert must fire.
+//!
+//! Recorded by the engine's dispatcher, rendered here: `vetric_notifications_total{status,
+//! channel}`, `vetric_gateway_up{site}`, `vetric_dispatcher_errors_total`.
 //!
 //! Label values are bounded: route templates, methods, status codes and configured site
 //! slugs — never user ids, tokens or raw paths.
@@ -169,6 +177,7 @@ async fn refresh(state: &AppState) {
         return;
     }
     let now = chrono::Utc::now();
+    outbox_gauges(state, now).await;
     for site in state.sites() {
         if !ops.vendor_configured(site.id) {
             continue;
@@ -189,6 +198,24 @@ async fn refresh(state: &AppState) {
                 .set(age.num_milliseconds() as f64 / 1000.0);
         }
     }
+}
+
+/// `vetric_outbox_backlog` and `vetric_outbox_oldest_age_seconds`, all sites together (the
+/// same figures, by the same query, as the dispatcher's).
+async fn outbox_gauges(state: &AppState, now: chrono::DateTime<chrono::Utc>) {
+    let read = tokio::time::timeout(
+        state.ops().store_timeout,
+        state.store().outbox_backlog(None, now),
+    );
+    let Ok(Ok(stats)) = read.await else {
+        tracing::warn!("metrics: cannot read the outbox backlog");
+        return;
+    };
+    metrics::gauge!("vetric_outbox_backlog").set((stats.pending + stats.in_doubt) as f64);
+    let age = stats
+        .oldest_due
+        .map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0);
+    metrics::gauge!("vetric_outbox_oldest_age_seconds").set(age);
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@
 //! Every change is audited in the same transaction as the change (the store methods take the
 //! acting user's audit entry). Bad input: the API answers 422 naming the field (`phone`,
 //! `tags[1].tag`, …); the pages re-render the form with the message at the field.
-//! CSV/XLSX import of residents is not here yet.
+//! The CSV/XLSX import (per-row report, then all valid rows in one transaction) is in
+//! [`crate::residents_import`], on top of [`ResidentInput::check`].
 
 use crate::auth::AuthUser;
 use crate::error::{ApiError, PageError};

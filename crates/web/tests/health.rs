@@ -18,8 +18,11 @@ use std::collections::HashSet;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use vetric_domain::ConnectorStatus;
+use vetric_domain::Secret;
+use vetric_engine::GatewayStatus;
 use vetric_store::testing::TestDb;
-use vetric_store::{BreakerState, SiteId, VendorLinkRow, test_both_backends};
+use vetric_store::{BreakerState, NewNotification, SiteId, VendorLinkRow, test_both_backends};
+use vetric_web::notifications::SiteGateway;
 use vetric_web::{AppState, OpsSettings, router};
 
 struct Fixture {
@@ -88,7 +91,10 @@ async fn fail_link(db: &TestDb, site: SiteId, data_age: TimeDelta, kind: &str, m
         charger_count_last_good: Some(1),
         updated_at: now,
     };
-    db.store.write_link_only(site, &row).await.unwrap();
+    db.store
+        .write_link_only(site, &row, &[], &[])
+        .await
+        .unwrap();
 }
 
 async fn all_good_is_pass(db: &TestDb) {
@@ -191,7 +197,7 @@ async fn stale_data_and_stuck_ingest_are_warn(db: &TestDb) {
     // The last good cycle 10 minutes ago, and nothing since: data offline, loop stuck.
     let long_ago = Utc::now() - TimeDelta::minutes(10) - TimeDelta::seconds(5);
     db.store
-        .write_link_only(f.polled, &link(long_ago))
+        .write_link_only(f.polled, &link(long_ago), &[], &[])
         .await
         .unwrap();
     let (status, h) = health(&f.app).await;
@@ -371,3 +377,199 @@ async fn sse_clients_gauge_follows_streams() {
     }
     assert_eq!(gauge(&handle.render()), Some(0.0));
 }
+
+// ------------------------------------------------------------------ gateway and outbox
+
+/// The two sites of [`fixture`], both with a WhatsApp gateway configured, and the gateway
+/// states the dispatcher would have recorded.
+async fn whatsapp_fixture(db: &TestDb, gateways: GatewayStatus) -> (Router, SiteId, SiteId) {
+    let store = db.store.clone();
+    let polled = add_site(&store, "palmeiras", "Jardim Palmeiras").await;
+    let other = add_site(&store, "sem-fornecedor", "Sem Fornecedor").await;
+    store
+        .write_cycle(polled, &cycle(Utc::now(), ConnectorStatus::Available))
+        .await
+        .unwrap();
+    let gateway = |site| SiteGateway {
+        site,
+        base_url: "http://127.0.0.1:9".parse().unwrap(),
+        instance: "vetric".into(),
+        api_key: Secret::new("health-test-key"),
+    };
+    let state = AppState::new(
+        store,
+        vec![
+            site_settings(polled, "palmeiras", "palmeiras"),
+            site_settings(other, "sem-fornecedor", "sem-fornecedor"),
+        ],
+        None,
+        CancellationToken::new(),
+    )
+    .with_ops(OpsSettings {
+        without_vendor: HashSet::from([other]),
+        gateways,
+        ..OpsSettings::default()
+    })
+    .with_gateways(vec![gateway(polled), gateway(other)]);
+    (router(state), polled, other)
+}
+
+/// Enqueues an e-mail row of `site` due at `not_before`.
+async fn enqueue(db: &TestDb, site: SiteId, key: &str, not_before: chrono::DateTime<Utc>) {
+    let n = NewNotification {
+        dedup_key: format!("health-test:{key}"),
+        rule: "backlog_stale".into(),
+        audience: "operator".into(),
+        channel: "email".into(),
+        resident_id: None,
+        recipient: Some("ops@example.com".into()),
+        scope: "site".into(),
+        session_vendor_id: None,
+        subject: Some("teste".into()),
+        body: "teste".into(),
+        ref_code: format!("T{key}"),
+        not_before,
+    };
+    db.store.enqueue(Some(site), &n).await.unwrap().unwrap();
+}
+
+async fn gateway_and_outbox_checks(db: &TestDb) {
+    let gateways = GatewayStatus::default();
+    let (app, polled, other) = whatsapp_fixture(db, gateways.clone()).await;
+    let now = Utc::now();
+    gateways.record(polled, "open", true, None, now);
+
+    // Empty backlog, gateway open: pass. `sem-fornecedor` has no gateway check recorded yet.
+    let (status, h) = health(&app).await;
+    assert_eq!(status, StatusCode::OK, "{h:#}");
+    let gw = &h["checks"]["gateway:palmeiras"][0];
+    assert_eq!(gw["status"], "pass", "{h:#}");
+    assert_eq!(gw["observedValue"], "open");
+    assert_eq!(gw["observedUnit"], "state");
+    let outbox = &h["checks"]["outbox:palmeiras"][0];
+    assert_eq!(outbox["status"], "pass", "{h:#}");
+    assert_eq!(outbox["backlog"], 0);
+    assert_eq!(outbox["inDoubt"], 0);
+    assert_eq!(outbox["observedValue"], 0.0);
+    assert_eq!(outbox["observedUnit"], "s");
+    let unseen = &h["checks"]["gateway:sem-fornecedor"][0];
+    assert_eq!(unseen["status"], "warn", "{h:#}");
+    assert!(unseen["observedValue"].is_null());
+    assert_eq!(h["checks"]["outbox:sem-fornecedor"][0]["status"], "pass");
+
+    // The gateway closes: warn (200), observed value the state.
+    gateways.record(other, "close", false, None, now);
+    let (status, h) = health(&app).await;
+    assert_eq!(status, StatusCode::OK);
+    let gw = &h["checks"]["gateway:sem-fornecedor"][0];
+    assert_eq!(gw["status"], "warn", "{h:#}");
+    assert_eq!(gw["observedValue"], "close");
+    assert!(
+        gw["output"].as_str().unwrap().contains("not open (close)"),
+        "{gw}"
+    );
+    gateways.record(other, "open", true, None, now);
+
+    // A fresh pending message: owed, but within the site's 15 minutes.
+    enqueue(db, polled, "fresh", Utc::now()).await;
+    let (_, h) = health(&app).await;
+    let outbox = &h["checks"]["outbox:palmeiras"][0];
+    assert_eq!(outbox["status"], "pass", "{h:#}");
+    assert_eq!(outbox["backlog"], 1);
+    assert_eq!(h["status"], "pass", "{h:#}");
+
+    // Claimed, and the claim runs out mid-send: in doubt, so warn (200), never fail.
+    let claimed = db
+        .store
+        .claim_due("health-test", Utc::now(), TimeDelta::seconds(1), 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1);
+    let expired = db
+        .store
+        .expire_leases(Utc::now() + TimeDelta::seconds(5))
+        .await
+        .unwrap();
+    assert_eq!(expired.len(), 1);
+    let (status, h) = health(&app).await;
+    assert_eq!(status, StatusCode::OK, "{h:#}");
+    assert_eq!(h["status"], "warn");
+    let outbox = &h["checks"]["outbox:palmeiras"][0];
+    assert_eq!(outbox["status"], "warn", "{h:#}");
+    assert_eq!(outbox["inDoubt"], 1);
+    assert_eq!(outbox["backlog"], 1);
+    assert!(
+        outbox["output"].as_str().unwrap().contains("in doubt"),
+        "{outbox}"
+    );
+    // Per site: the other site's outbox is still fine.
+    assert_eq!(h["checks"]["outbox:sem-fornecedor"][0]["status"], "pass");
+
+    // A pending message of the other site due 20 minutes ago: older than 15 min, warn.
+    enqueue(db, other, "old", Utc::now() - TimeDelta::minutes(20)).await;
+    let (status, h) = health(&app).await;
+    assert_eq!(status, StatusCode::OK, "{h:#}");
+    let outbox = &h["checks"]["outbox:sem-fornecedor"][0];
+    assert_eq!(outbox["status"], "warn", "{h:#}");
+    assert_eq!(outbox["inDoubt"], 0);
+    let age = outbox["observedValue"].as_f64().unwrap();
+    assert!(age >= 20.0 * 60.0, "{age}");
+    assert!(
+        outbox["output"].as_str().unwrap().contains("limit 15 min"),
+        "{outbox}"
+    );
+}
+
+/// No site has a WhatsApp gateway: no `gateway:` or `outbox:` check, even with rows owed.
+async fn gateway_and_outbox_left_out_when_unconfigured(db: &TestDb) {
+    let f = fixture(db).await;
+    enqueue(db, f.polled, "old", Utc::now() - TimeDelta::hours(2)).await;
+    let (status, h) = health(&f.app).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(h["status"], "pass", "{h:#}");
+    let names: Vec<&str> = h["checks"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        names,
+        ["ingest:palmeiras", "store:responseTime", "vendor:palmeiras"]
+    );
+}
+
+/// `/metrics` shows the outbox backlog and its oldest age, read from the store at scrape.
+async fn metrics_show_the_outbox(db: &TestDb) {
+    let recorder = vetric_web::metrics::builder().build_recorder();
+    let handle = recorder.handle();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let f = fixture_with(db, handle).await;
+    let (_, _, body) = get(&f.app, "/metrics").await;
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    assert!(text.contains("vetric_outbox_backlog 0"), "{text}");
+    assert!(
+        text.contains("vetric_outbox_oldest_age_seconds 0"),
+        "{text}"
+    );
+
+    enqueue(db, f.polled, "old", Utc::now() - TimeDelta::minutes(20)).await;
+    enqueue(db, f.polled, "later", Utc::now() + TimeDelta::hours(1)).await;
+    let (_, _, body) = get(&f.app, "/metrics").await;
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    // Both are owed; only the due one has an age.
+    assert!(text.contains("vetric_outbox_backlog 2"), "{text}");
+    let age: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("vetric_outbox_oldest_age_seconds "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(age >= 20.0 * 60.0, "{age}");
+}
+
+test_both_backends!(
+    gateway_and_outbox_checks,
+    gateway_and_outbox_left_out_when_unconfigured,
+    metrics_show_the_outbox,
+);

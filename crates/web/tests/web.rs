@@ -457,7 +457,7 @@ async fn chargers_stay_listed_and_say_stale_when_the_vendor_is_old() {
     link.updated_at = Utc::now();
     f.state
         .store()
-        .write_link_only(f.home, &link)
+        .write_link_only(f.home, &link, &[], &[])
         .await
         .unwrap();
     let (s, _, b) = send(

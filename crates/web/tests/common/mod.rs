@@ -64,6 +64,8 @@ pub fn cycle(at: DateTime<Utc>, status: ConnectorStatus) -> CycleWrite {
         unknown_tags: vec![],
         tracker_state: None,
         vendor_link: link(at),
+        notifications: Vec::new(),
+        cancellations: Vec::new(),
     }
 }
 
