@@ -1,8 +1,9 @@
 //! vetric's moving parts: the loops that run while `serve` or `demo` is up.
 //!
-//! Today that is the per-site ingest ([`ingest`]). Leadership, the notification dispatcher and
-//! alerting join here as their issues land. Everything here talks to the outside world through
-//! the client and store crates and leaves the rules to the pure domain crate.
+//! Today that is the per-site ingest ([`ingest`]) under per-site leadership ([`leader`]). The
+//! notification dispatcher and alerting join here as their issues land. Everything here talks
+//! to the outside world through the client and store crates and leaves the rules to the pure
+//! domain crate.
 
 pub mod dispatch;
 pub mod gateway_status;

@@ -101,7 +101,16 @@ impl Fixture {
     }
 
     fn dispatcher(&self, owner: &str, stores_messages: bool) -> Dispatcher {
-        let settings = DispatchSettings {
+        self.dispatcher_tuned(owner, stores_messages, |_| {})
+    }
+
+    fn dispatcher_tuned(
+        &self,
+        owner: &str,
+        stores_messages: bool,
+        tune: impl FnOnce(&mut DispatchSettings),
+    ) -> Dispatcher {
+        let mut settings = DispatchSettings {
             owner: owner.into(),
             tick: Duration::from_millis(20),
             lease: Duration::from_secs(120),
@@ -111,6 +120,7 @@ impl Fixture {
             gateway_check: Duration::ZERO,
             ..DispatchSettings::default()
         };
+        tune(&mut settings);
         Dispatcher::new(
             self.store.clone(),
             settings,
@@ -212,8 +222,13 @@ async fn happy_path_records_the_gateway_id(db: &TestDb) {
     assert_eq!((report.claimed, report.sent), (2, 2));
     let sent = f.sim.messages();
     assert_eq!(sent.len(), 2);
-    for (id, msg) in ids.iter().zip(&sent) {
-        let row = f.row(*id).await;
+    for id in ids {
+        let row = f.row(id).await;
+        // Sent concurrently: the gateway's order is not the rows' order.
+        let msg = sent
+            .iter()
+            .find(|m| m.text.contains(&row.ref_code))
+            .unwrap();
         assert_eq!(row.status, OutboxStatus::Sent);
         assert_eq!(row.gateway_message_id.as_deref(), Some(msg.id.as_str()));
         assert!(msg.text.contains(&row.ref_code), "the ref code travels");
@@ -464,6 +479,128 @@ async fn a_stopped_dispatcher_leaves_nothing_claimed(db: &TestDb) {
     assert_eq!(f.sim.messages().len(), 3);
 }
 
+/// Each row's ref code appears at most once at the gateway; returns how many did.
+fn sent_once(sent: &[vetric_sim::evolution::SentMessage], rows: &[OutboxRow]) -> usize {
+    let mut found = 0;
+    for r in rows {
+        let n = sent.iter().filter(|m| m.text.contains(&r.ref_code)).count();
+        assert!(n <= 1, "row {} sent {n} times", r.id);
+        found += n;
+    }
+    found
+}
+
+async fn concurrent_sends_send_each_row_exactly_once(db: &TestDb) {
+    let f = fixture(db, true).await;
+    f.sim.set_faults(Faults {
+        latency_ms: 200,
+        ..Faults::default()
+    });
+    let n = 40;
+    for i in 0..n {
+        f.enqueue(&format!("m{i}"), "session_finished").await;
+    }
+    let mut d = f.dispatcher_tuned("A", true, |s| s.concurrency = 8);
+    let report = d.tick(Utc::now(), &CancellationToken::new()).await.unwrap();
+    // The claim grows to two rows per send slot (the batch setting is 10).
+    assert_eq!((report.claimed, report.sent), (16, 16));
+    drain(&mut d, &f.store, Utc::now(), 20).await;
+    let rows = f.whatsapp_rows().await;
+    assert_eq!(rows.len(), n);
+    assert!(
+        rows.iter()
+            .all(|r| r.status == OutboxStatus::Sent && r.attempts == 1),
+        "{rows:#?}"
+    );
+    let sent = f.sim.messages();
+    assert_eq!(sent.len(), n, "the gateway got each row once");
+    assert_eq!(sent_once(&sent, &rows), n);
+}
+
+async fn a_stop_mid_batch_hands_back_the_rows_not_started(db: &TestDb) {
+    let f = fixture(db, true).await;
+    f.sim.set_faults(Faults {
+        latency_ms: 200,
+        ..Faults::default()
+    });
+    let n = 40;
+    for i in 0..n {
+        f.enqueue(&format!("m{i}"), "session_finished").await;
+    }
+    let tuned = |s: &mut DispatchSettings| {
+        s.concurrency = 8;
+        s.batch = 40;
+    };
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(f.dispatcher_tuned("A", true, tuned).run(cancel.clone()));
+    // Stop once the first sends are in flight.
+    for _ in 0..500 {
+        if f.sim.calls().send_text > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    cancel.cancel();
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .unwrap()
+        .unwrap();
+    let b = f.store.outbox_backlog(None, Utc::now()).await.unwrap();
+    assert_eq!(b.sending, 0, "a clean stop leaves nothing claimed");
+    let rows = f.whatsapp_rows().await;
+    let sent_rows: Vec<_> = rows
+        .iter()
+        .filter(|r| r.status == OutboxStatus::Sent)
+        .cloned()
+        .collect();
+    assert!(
+        !sent_rows.is_empty() && sent_rows.len() < n,
+        "stopped mid-batch: {} sent",
+        sent_rows.len()
+    );
+    assert!(
+        rows.iter()
+            .all(|r| r.status == OutboxStatus::Sent || r.status == OutboxStatus::Pending)
+    );
+    // Handed back as they were: no attempt counted.
+    assert!(
+        rows.iter()
+            .filter(|r| r.status == OutboxStatus::Pending)
+            .all(|r| r.attempts == 0)
+    );
+    assert_eq!(sent_once(&f.sim.messages(), &rows), sent_rows.len());
+    // The next run sends the rest, each once.
+    let mut d = f.dispatcher_tuned("B", true, tuned);
+    drain(&mut d, &f.store, Utc::now(), 10).await;
+    let rows = f.whatsapp_rows().await;
+    assert!(rows.iter().all(|r| r.status == OutboxStatus::Sent));
+    assert_eq!(f.sim.messages().len(), n);
+    assert_eq!(sent_once(&f.sim.messages(), &rows), n);
+}
+
+async fn reconciliation_pages_past_newer_messages(db: &TestDb) {
+    let f = fixture(db, true).await;
+    let id = f.enqueue("a", "session_finished").await;
+    let after_lease = crash_mid_send(&f, id, true).await;
+    // 60 newer messages to the same resident push it off the first page (50).
+    let gw = f.gateway(true);
+    let number = vetric_domain::PhoneNumber::parse(PHONE).unwrap();
+    for i in 0..60 {
+        gw.client
+            .send_text(&number, &format!("outra mensagem {i}"))
+            .await
+            .unwrap();
+    }
+    let mut d = f.dispatcher("B", true);
+    let report = d
+        .tick(after_lease, &CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!((report.reconciled_sent, report.reconciled_resend), (1, 0));
+    assert_eq!(f.row(id).await.status, OutboxStatus::Sent);
+    assert_eq!(f.sim.messages().len(), 61, "never resent");
+}
+
 async fn a_stale_backlog_alerts_once(db: &TestDb) {
     let f = fixture(db, true).await;
     // The gateway is disconnected: sends fail and are retried, the queue ages.
@@ -500,6 +637,9 @@ test_both_backends!(
     gateway_down_alerts_once_and_recovery_too,
     quiet_hours_defer_and_opt_out_cancels,
     a_stopped_dispatcher_leaves_nothing_claimed,
+    concurrent_sends_send_each_row_exactly_once,
+    a_stop_mid_batch_hands_back_the_rows_not_started,
+    reconciliation_pages_past_newer_messages,
 );
 
 /// Two dispatchers on one PostgreSQL store, running for real: SKIP LOCKED claims mean no row is

@@ -8,6 +8,7 @@
 
 mod support;
 
+use sqlx::Connection;
 use std::time::Duration;
 use support::{ENDING_KINDS, Rig, SLUG, count, session_kinds, settings};
 use tokio_util::sync::CancellationToken;
@@ -190,4 +191,76 @@ async fn sqlite_leads_at_once() {
     within_ticks(&board, 100, async || rig.sim.calls().chargepoints >= 1).await;
     stop.cancel();
     task.await.expect("stops");
+}
+
+/// The leader's session is killed by the server while its process lives (what a network cut
+/// or an operator's `pg_terminate_backend` does): it must stop polling at its next check, and
+/// exactly one instance leads again, with no event doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_leader_session_stops_the_ingest_and_hands_over() {
+    let db = TestDb::postgres().await;
+    let rig = Rig::start(
+        &db,
+        SimConfig {
+            chargers: 2,
+            speed: 60.0,
+            ..SimConfig::scripted()
+        },
+    )
+    .await;
+    let tx = rig
+        .sim
+        .start_session(0, 1, &rig.tag(0), 7_400.0)
+        .expect("start");
+    let (board_a, _stop_a, _task_a) = instance(&db, &rig).await;
+    within_ticks(&board_a, 50, async || leads(&board_a, rig.site)).await;
+    let (board_b, _stop_b, _task_b) = instance(&db, &rig).await;
+    within_ticks(&board_a, 100, async || {
+        rig.count_events("session_started").await >= 1
+    })
+    .await;
+
+    let mut admin = sqlx::PgConnection::connect(&db.url).await.expect("admin");
+    let holder: i32 = sqlx::query_scalar(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted \
+         AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .expect("the holder's pid");
+    let since = board_a.get(rig.site).map(|s| s.since);
+    rig.sim
+        .stop(0, 1, StopReason::EVDisconnected)
+        .expect("stop");
+    let _: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(holder)
+        .fetch_one(&mut admin)
+        .await
+        .expect("terminate");
+
+    // A notices within a couple of its ticks: its role changes (it may lead again at once,
+    // after reconnecting, so the change is what is awaited, not the follower state).
+    within_ticks(&board_a, 5, async || {
+        board_a.get(rig.site).map(|s| s.since) != since
+    })
+    .await;
+    within_ticks(&board_b, 50, async || {
+        leads(&board_a, rig.site) || leads(&board_b, rig.site)
+    })
+    .await;
+    within_ticks(&board_b, 200, async || {
+        session_kinds(&rig.events().await)
+            .get(&tx)
+            .is_some_and(|k| count(k, &ENDING_KINDS) == 1)
+    })
+    .await;
+    within_ticks(&board_b, 100, async || board_b.ticks() >= 60).await;
+    assert!(
+        leads(&board_a, rig.site) != leads(&board_b, rig.site),
+        "exactly one leader"
+    );
+    let kinds = session_kinds(&rig.events().await)[&tx].clone();
+    assert_eq!(count(&kinds, &["session_started"]), 1, "{kinds:?}");
+    assert_eq!(count(&kinds, &ENDING_KINDS), 1, "{kinds:?}");
+    let _ = admin.close().await;
 }

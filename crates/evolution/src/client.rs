@@ -204,7 +204,18 @@ impl EvolutionClient {
         remote_jid: &str,
         key_id: Option<&str>,
     ) -> Result<Vec<FoundMessage>, EvolutionError> {
-        let body = wire::find_messages_body(remote_jid, key_id);
+        self.find_messages_page(remote_jid, key_id, 1).await
+    }
+
+    /// Page `page` (1-based, newest first) of [`find_messages`](Self::find_messages), pages of
+    /// [`wire::FIND_MESSAGES_PAGE_SIZE`]. A page past the last one is empty.
+    pub async fn find_messages_page(
+        &self,
+        remote_jid: &str,
+        key_id: Option<&str>,
+        page: u32,
+    ) -> Result<Vec<FoundMessage>, EvolutionError> {
+        let body = wire::find_messages_page_body(remote_jid, key_id, page);
         let request = self
             .inner
             .http

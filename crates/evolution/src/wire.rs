@@ -99,13 +99,21 @@ pub fn send_text_body(number: &str, text: &str) -> Value {
     json!({ "number": number, "text": text })
 }
 
+/// Records per `findMessages` page (the body's `offset`, which Evolution takes as page size).
+pub const FIND_MESSAGES_PAGE_SIZE: u32 = 50;
+
 /// The body of `findMessages`: `{"where":{"key":{"remoteJid":…,"id"?:…}},"page":1,"offset":50}`.
 pub fn find_messages_body(remote_jid: &str, key_id: Option<&str>) -> Value {
+    find_messages_page_body(remote_jid, key_id, 1)
+}
+
+/// The body of `findMessages` for page `page` (1-based) of [`FIND_MESSAGES_PAGE_SIZE`].
+pub fn find_messages_page_body(remote_jid: &str, key_id: Option<&str>, page: u32) -> Value {
     let mut key = json!({ "remoteJid": remote_jid });
     if let Some(id) = key_id {
         key["id"] = json!(id);
     }
-    json!({ "where": { "key": key }, "page": 1, "offset": 50 })
+    json!({ "where": { "key": key }, "page": page.max(1), "offset": FIND_MESSAGES_PAGE_SIZE })
 }
 
 /// Epoch seconds as a number, a numeric string, or a protobuf Long `{low, high}`; values

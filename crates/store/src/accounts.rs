@@ -236,8 +236,32 @@ const USER_COLUMNS: &str = "u.id, u.email, u.role, u.active, u.created_at, u.pas
 /// every request).
 const TOUCH_EVERY: TimeDelta = TimeDelta::seconds(60);
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+/// `email` trimmed; [`StoreError::Conflict`] when nothing is left.
+pub(crate) fn user_email(email: &str) -> Result<&str, StoreError> {
+    let email = email.trim();
+    if email.is_empty() {
+        return Err(StoreError::Conflict {
+            what: "a user needs an e-mail".into(),
+        });
+    }
+    Ok(email)
+}
+
+/// A site grant that failed: [`StoreError::NotFound`] when the site does not exist.
+pub(crate) fn site_grant_error(site: SiteId, e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_foreign_key_violation() => StoreError::NotFound {
+            what: format!("site {site}"),
+        },
+        _ => StoreError::Query {
+            context: "granting a site",
+            source: e,
+        },
+    }
 }
 
 /// Writes `$entry` (an `&AuditEntry`) inside the transaction `$tx`.
@@ -260,7 +284,71 @@ macro_rules! audit_in {
     }};
 }
 
-pub(crate) use audit_in;
+/// Inserts an active user (`$email` already trimmed, `$password_hash` a PHC string or
+/// [`crate::invites::PENDING_PASSWORD_HASH`]) and grants them `$sites` inside the transaction
+/// `$tx`; evaluates to the new [`UserId`]. Returns [`StoreError::Conflict`] naming the e-mail
+/// when it is taken, [`StoreError::NotFound`] for a missing site, and a query error with
+/// `$context` otherwise.
+macro_rules! insert_user_in {
+    ($tx:ident, $email:expr, $password_hash:expr, $role:expr, $created_at:expr, $sites:expr, $context:expr) => {{
+        let email: &str = $email;
+        let inserted = sqlx::query_scalar::<_, $crate::accounts::UserId>(
+            "INSERT INTO users (email, password_hash, role, active, created_at, \
+             password_changed_at) VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
+        )
+        .bind(email)
+        .bind($password_hash)
+        .bind($crate::accounts::Role::as_str($role))
+        .bind(true)
+        .bind($created_at)
+        .fetch_one(&mut *$tx)
+        .await;
+        let id = match inserted {
+            Ok(id) => id,
+            Err(e) if $crate::accounts::is_unique_violation(&e) => {
+                return Err($crate::error::StoreError::Conflict {
+                    what: format!("a user with the e-mail {email} already exists"),
+                });
+            }
+            Err(e) => {
+                return Err($crate::error::StoreError::Query {
+                    context: $context,
+                    source: e,
+                });
+            }
+        };
+        let sites: &[$crate::model::SiteId] = $sites;
+        for site in sites {
+            sqlx::query(
+                "INSERT INTO user_sites (user_id, site_id) VALUES ($1, $2) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(id)
+            .bind(site)
+            .execute(&mut *$tx)
+            .await
+            .map_err(|e| $crate::accounts::site_grant_error(*site, e))?;
+        }
+        id
+    }};
+}
+
+/// Revokes every live token of `$user` at `$at` inside the transaction `$tx` (their sessions
+/// and API tokens stop at the next request).
+macro_rules! revoke_user_tokens_in {
+    ($tx:ident, $user:expr, $at:expr) => {{
+        sqlx::query(
+            "UPDATE auth_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
+        )
+        .bind($at)
+        .bind($user)
+        .execute(&mut *$tx)
+        .await
+        .ctx("revoking a user's tokens")?;
+    }};
+}
+
+pub(crate) use {audit_in, insert_user_in, revoke_user_tokens_in};
 
 impl Store {
     /// Creates a user and their site grants, with `audit`, in one transaction.
@@ -271,60 +359,18 @@ impl Store {
         new: &NewUser,
         audit: &AuditEntry,
     ) -> Result<UserId, StoreError> {
-        let email = new.email.trim();
-        if email.is_empty() {
-            return Err(StoreError::Conflict {
-                what: "a user needs an e-mail".into(),
-            });
-        }
+        let email = user_email(&new.email)?;
         let now = audit.at;
         Ok(in_tx!(self, |tx, _backend| {
-            let inserted = sqlx::query_scalar::<_, UserId>(
-                "INSERT INTO users (email, password_hash, role, active, created_at, \
-                 password_changed_at) VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
-            )
-            .bind(email)
-            .bind(&new.password_hash)
-            .bind(new.role.as_str())
-            .bind(true)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await;
-            let id = match inserted {
-                Ok(id) => id,
-                Err(e) if is_unique_violation(&e) => {
-                    return Err(StoreError::Conflict {
-                        what: format!("a user with the e-mail {email} already exists"),
-                    });
-                }
-                Err(e) => {
-                    return Err(StoreError::Query {
-                        context: "adding a user",
-                        source: e,
-                    });
-                }
-            };
-            for site in &new.sites {
-                sqlx::query(
-                    "INSERT INTO user_sites (user_id, site_id) VALUES ($1, $2) \
-                     ON CONFLICT DO NOTHING",
-                )
-                .bind(id)
-                .bind(site)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| match &e {
-                    sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
-                        StoreError::NotFound {
-                            what: format!("site {site}"),
-                        }
-                    }
-                    _ => StoreError::Query {
-                        context: "granting a site",
-                        source: e,
-                    },
-                })?;
-            }
+            let id = insert_user_in!(
+                tx,
+                email,
+                &new.password_hash,
+                new.role,
+                now,
+                &new.sites,
+                "adding a user"
+            );
             let mut entry = audit.clone();
             entry.user_id = entry.user_id.or(Some(id));
             audit_in!(tx, &entry);
@@ -417,14 +463,7 @@ impl Store {
                     what: format!("user {user}"),
                 });
             }
-            sqlx::query(
-                "UPDATE auth_tokens SET revoked_at = $1 WHERE user_id = $2 AND revoked_at IS NULL",
-            )
-            .bind(audit.at)
-            .bind(user)
-            .execute(&mut *tx)
-            .await
-            .ctx("revoking a user's tokens")?;
+            revoke_user_tokens_in!(tx, user, audit.at);
             audit_in!(tx, audit);
         });
         Ok(())

@@ -7,7 +7,9 @@
 //! them. Every change writes its [`AuditEntry`] in the same transaction, and a refused change
 //! writes nothing.
 
-use crate::accounts::{AuditEntry, Role, TokenId, UserId, audit_in};
+use crate::accounts::{
+    AuditEntry, Role, TokenId, UserId, audit_in, insert_user_in, revoke_user_tokens_in, user_email,
+};
 use crate::error::{Ctx, StoreError};
 use crate::model::SiteId;
 use crate::store::{Backend, Store, in_tx, with_pool};
@@ -114,20 +116,39 @@ const SUMMARY_SELECT: &str = "SELECT u.id, u.email, u.role, u.active, u.created_
 /// account page make those); the ones a login hands out expire and are not listed.
 const PERSONAL: &str = "kind = 'api' AND expires_at IS NULL AND revoked_at IS NULL";
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+/// Records an invite of `$user` (the hash of its link token) inside the transaction `$tx`.
+macro_rules! record_invite_in {
+    ($tx:ident, $user:expr, $token_hash:expr, $created_by:expr, $created_at:expr, $expires_at:expr) => {{
+        let (created_by, token_hash): (Option<UserId>, &str) = ($created_by, $token_hash);
+        sqlx::query(
+            "INSERT INTO user_invites (user_id, token_hash, created_by, created_at, \
+             expires_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind($user)
+        .bind(token_hash)
+        .bind(created_by)
+        .bind($created_at)
+        .bind($expires_at)
+        .execute(&mut *$tx)
+        .await
+        .ctx("recording an invite")?;
+    }};
 }
 
-fn site_error(site: SiteId, e: sqlx::Error) -> StoreError {
-    match &e {
-        sqlx::Error::Database(d) if d.is_foreign_key_violation() => StoreError::NotFound {
-            what: format!("site {site}"),
-        },
-        _ => StoreError::Query {
-            context: "granting a site",
-            source: e,
-        },
-    }
+/// Revokes every unused invite of `$user` at `$at` inside the transaction `$tx`; `$context`
+/// names the step in a query error.
+macro_rules! revoke_invites_in {
+    ($tx:ident, $user:expr, $at:expr, $context:expr) => {{
+        sqlx::query(
+            "UPDATE user_invites SET revoked_at = $1 WHERE user_id = $2 \
+             AND used_at IS NULL AND revoked_at IS NULL",
+        )
+        .bind($at)
+        .bind($user)
+        .execute(&mut *$tx)
+        .await
+        .ctx($context)?;
+    }};
 }
 
 impl Store {
@@ -191,61 +212,25 @@ impl Store {
         new: &NewInvite,
         audit: &AuditEntry,
     ) -> Result<UserId, StoreError> {
-        let email = new.email.trim();
-        if email.is_empty() {
-            return Err(StoreError::Conflict {
-                what: "a user needs an e-mail".into(),
-            });
-        }
+        let email = user_email(&new.email)?;
         Ok(in_tx!(self, |tx, _backend| {
-            let inserted = sqlx::query_scalar::<_, UserId>(
-                "INSERT INTO users (email, password_hash, role, active, created_at, \
-                 password_changed_at) VALUES ($1, $2, $3, $4, $5, $5) RETURNING id",
-            )
-            .bind(email)
-            .bind(PENDING_PASSWORD_HASH)
-            .bind(new.role.as_str())
-            .bind(true)
-            .bind(new.created_at)
-            .fetch_one(&mut *tx)
-            .await;
-            let id = match inserted {
-                Ok(id) => id,
-                Err(e) if is_unique_violation(&e) => {
-                    return Err(StoreError::Conflict {
-                        what: format!("a user with the e-mail {email} already exists"),
-                    });
-                }
-                Err(e) => {
-                    return Err(StoreError::Query {
-                        context: "adding an invited user",
-                        source: e,
-                    });
-                }
-            };
-            for site in &new.sites {
-                sqlx::query(
-                    "INSERT INTO user_sites (user_id, site_id) VALUES ($1, $2) \
-                     ON CONFLICT DO NOTHING",
-                )
-                .bind(id)
-                .bind(site)
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| site_error(*site, e))?;
-            }
-            sqlx::query(
-                "INSERT INTO user_invites (user_id, token_hash, created_by, created_at, \
-                 expires_at) VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(id)
-            .bind(&new.token_hash)
-            .bind(new.created_by)
-            .bind(new.created_at)
-            .bind(new.expires_at)
-            .execute(&mut *tx)
-            .await
-            .ctx("recording an invite")?;
+            let id = insert_user_in!(
+                tx,
+                email,
+                PENDING_PASSWORD_HASH,
+                new.role,
+                new.created_at,
+                &new.sites,
+                "adding an invited user"
+            );
+            record_invite_in!(
+                tx,
+                id,
+                &new.token_hash,
+                new.created_by,
+                new.created_at,
+                new.expires_at
+            );
             let mut entry = audit.clone();
             if let serde_json::Value::Object(m) = &mut entry.detail {
                 m.insert("user_id".into(), serde_json::json!(id));
@@ -278,27 +263,8 @@ impl Store {
             if pending == 0 {
                 return Ok(false);
             }
-            sqlx::query(
-                "UPDATE user_invites SET revoked_at = $1 WHERE user_id = $2 \
-                 AND used_at IS NULL AND revoked_at IS NULL",
-            )
-            .bind(now)
-            .bind(user)
-            .execute(&mut *tx)
-            .await
-            .ctx("revoking earlier invites")?;
-            sqlx::query(
-                "INSERT INTO user_invites (user_id, token_hash, created_by, created_at, \
-                 expires_at) VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(user)
-            .bind(token_hash)
-            .bind(created_by)
-            .bind(now)
-            .bind(expires_at)
-            .execute(&mut *tx)
-            .await
-            .ctx("recording an invite")?;
+            revoke_invites_in!(tx, user, now, "revoking earlier invites");
+            record_invite_in!(tx, user, token_hash, created_by, now, expires_at);
             audit_in!(tx, audit);
             true
         }))
@@ -366,15 +332,7 @@ impl Store {
             if set == 0 {
                 return Ok(None);
             }
-            sqlx::query(
-                "UPDATE user_invites SET revoked_at = $1 WHERE user_id = $2 \
-                 AND used_at IS NULL AND revoked_at IS NULL",
-            )
-            .bind(now)
-            .bind(user)
-            .execute(&mut *tx)
-            .await
-            .ctx("revoking other invites")?;
+            revoke_invites_in!(tx, user, now, "revoking other invites");
             let mut entry = audit.clone();
             entry.user_id = entry.user_id.or(Some(user));
             audit_in!(tx, &entry);
@@ -433,24 +391,8 @@ impl Store {
                 .await
                 .ctx("changing whether a user is active")?;
             if !active {
-                sqlx::query(
-                    "UPDATE auth_tokens SET revoked_at = $1 WHERE user_id = $2 \
-                     AND revoked_at IS NULL",
-                )
-                .bind(now)
-                .bind(user)
-                .execute(&mut *tx)
-                .await
-                .ctx("revoking a user's tokens")?;
-                sqlx::query(
-                    "UPDATE user_invites SET revoked_at = $1 WHERE user_id = $2 \
-                     AND used_at IS NULL AND revoked_at IS NULL",
-                )
-                .bind(now)
-                .bind(user)
-                .execute(&mut *tx)
-                .await
-                .ctx("revoking a user's invites")?;
+                revoke_user_tokens_in!(tx, user, now);
+                revoke_invites_in!(tx, user, now, "revoking a user's invites");
             }
             audit_in!(tx, audit);
             ActiveChange::Changed

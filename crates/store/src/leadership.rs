@@ -332,7 +332,7 @@ mod tests {
     }
 
     #[test]
-    fn instance_ids_differ_per_call() {
+    fn instance_id_is_host_pid_random() {
         let a = instance_id();
         assert_eq!(a.split(':').count(), 3, "{a}");
     }

@@ -57,8 +57,8 @@ pub use invites::{
     UserSummary,
 };
 pub use leadership::{
-    INGEST_LOCK_NAMESPACE, LeaderConnection, LeadershipBoard, LeadershipError, QUERY_TIMEOUT as LEADERSHIP_QUERY_TIMEOUT,
-    SiteLeadership, ingest_lock_key, instance_id,
+    INGEST_LOCK_NAMESPACE, LeaderConnection, LeadershipBoard, LeadershipError,
+    QUERY_TIMEOUT as LEADERSHIP_QUERY_TIMEOUT, SiteLeadership, ingest_lock_key, instance_id,
 };
 pub use lock::{InstanceLock, LockError, LockHolder};
 pub use manage::{ApartmentRow, ResidentUpdate, TagGrant};

@@ -597,25 +597,26 @@ impl Store {
         now: DateTime<Utc>,
         limit: i64,
     ) -> Result<Vec<OutboxRow>, StoreError> {
-        let sql = format!(
-            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE status = 'in_doubt' \
-             AND next_attempt_at <= $1 ORDER BY id LIMIT $2"
-        );
-        let rows = with_pool!(self, |pool| sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(now)
-            .bind(limit)
-            .fetch_all(pool)
-            .await
-            .ctx("listing notifications in doubt"))?;
-        Ok(rows)
+        self.in_doubt_rows(Some(now), limit).await
     }
 
     /// Every in-doubt row, oldest first (for the log page and `vetric status`).
     pub async fn in_doubt(&self, limit: i64) -> Result<Vec<OutboxRow>, StoreError> {
+        self.in_doubt_rows(None, limit).await
+    }
+
+    /// In-doubt rows, oldest first; with `due_at`, only those due for reconciliation then.
+    async fn in_doubt_rows(
+        &self,
+        due_at: Option<DateTime<Utc>>,
+        limit: i64,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
         let sql = format!(
-            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE status = 'in_doubt' ORDER BY id LIMIT $1"
+            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE status = 'in_doubt' \
+             AND ($1 IS NULL OR next_attempt_at <= $1) ORDER BY id LIMIT $2"
         );
         let rows = with_pool!(self, |pool| sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(due_at)
             .bind(limit)
             .fetch_all(pool)
             .await
@@ -791,40 +792,11 @@ impl Store {
 
     /// The notification log: rows matching `filter`, newest first, each with its attempts.
     pub async fn outbox_log(&self, filter: &OutboxFilter) -> Result<Vec<OutboxEntry>, StoreError> {
-        let limit = filter.limit.unwrap_or(50).clamp(1, 500);
-        let sql = format!(
-            "SELECT {OUTBOX_COLUMNS} FROM outbox WHERE ($1 IS NULL OR site_id = $1) \
-             AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR resident_id = $3) \
-             AND ($4 IS NULL OR rule = $4) AND ($5 IS NULL OR id < $5) \
-             ORDER BY id DESC LIMIT $6"
-        );
-        let rows: Vec<OutboxRow> =
-            with_pool!(self, |pool| sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(filter.site)
-                .bind(filter.status.map(|s| s.as_str()))
-                .bind(filter.resident)
-                .bind(filter.rule.as_deref())
-                .bind(filter.before_id)
-                .bind(limit)
-                .fetch_all(pool)
-                .await
-                .ctx("reading the notification log"))?;
-        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
-        let mut by_row: std::collections::HashMap<i64, Vec<AttemptRow>> =
-            std::collections::HashMap::new();
-        for a in self.attempts_of(&ids).await? {
-            by_row.entry(a.outbox_id).or_default().push(a);
-        }
-        Ok(rows
-            .into_iter()
-            .map(|row| OutboxEntry {
-                attempts: by_row.remove(&row.id).unwrap_or_default(),
-                row,
-            })
-            .collect())
+        self.outbox_log_between(filter, None, None).await
     }
 
-    async fn attempts_of(&self, ids: &[i64]) -> Result<Vec<AttemptRow>, StoreError> {
+    /// The attempts of the rows `ids`, by row then attempt.
+    pub(crate) async fn attempts_of(&self, ids: &[i64]) -> Result<Vec<AttemptRow>, StoreError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }

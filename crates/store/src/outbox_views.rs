@@ -39,26 +39,9 @@ impl Store {
                 .fetch_all(pool)
                 .await
                 .ctx("reading the notification log"))?;
-        if rows.is_empty() {
-            return Ok(Vec::new());
-        }
-        // Integers only: nothing from outside reaches this text.
-        let list = rows
-            .iter()
-            .map(|r| r.id.to_string())
-            .collect::<Vec<_>>()
-            .join(",");
-        let sql = format!(
-            "SELECT outbox_id, attempt, started_at, finished_at, outcome, error \
-             FROM outbox_attempts WHERE outbox_id IN ({list}) ORDER BY outbox_id, attempt"
-        );
-        let attempts: Vec<AttemptRow> =
-            with_pool!(self, |pool| sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .fetch_all(pool)
-                .await
-                .ctx("reading notification attempts"))?;
+        let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
         let mut by_row: HashMap<i64, Vec<AttemptRow>> = HashMap::new();
-        for a in attempts {
+        for a in self.attempts_of(&ids).await? {
             by_row.entry(a.outbox_id).or_default().push(a);
         }
         Ok(rows

@@ -15,7 +15,8 @@
 use crate::accounts::{AuditEntry, UserId, audit_in};
 use crate::error::{Ctx, StoreError};
 use crate::model::SiteId;
-use crate::store::{Backend, Store, in_tx, with_pool};
+use crate::store::{Store, in_tx, with_pool};
+use crate::tariffs::lock_site_in;
 use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
@@ -119,10 +120,20 @@ const IMPORTED_SESSIONS: &str = "SELECT vendor_id, charger, tag, user_name, star
 const ISSUED_SELECT: &str = "SELECT id, site_id, month, version, issued_at, issued_by, input, \
      result FROM statements WHERE site_id = $1 AND month = $2";
 
-/// Serialises issuers of one site on PostgreSQL (SQLite's `BEGIN IMMEDIATE` already does), so
-/// two issues of the same month get versions n and n + 1 rather than a unique violation.
-const LOCK_SITE_PG: &str = "SELECT id FROM sites WHERE id = $1 FOR UPDATE";
-const LOCK_SITE_SQLITE: &str = "SELECT id FROM sites WHERE id = $1";
+/// `audit` with `detail`'s keys added to its own detail (replacing it when that is not an
+/// object): the caller's context stays, the store adds what only it knows.
+fn with_detail(audit: &AuditEntry, detail: serde_json::Value) -> AuditEntry {
+    let mut entry = audit.clone();
+    match &mut entry.detail {
+        serde_json::Value::Object(map) => {
+            if let serde_json::Value::Object(d) = detail {
+                map.extend(d);
+            }
+        }
+        other => *other = detail,
+    }
+    entry
+}
 
 fn precision_str(p: TimePrecision) -> &'static str {
     match p {
@@ -304,20 +315,7 @@ impl Store {
         let at = audit.at;
         let by = audit.user_id;
         Ok(in_tx!(self, |tx, backend| {
-            let lock = match backend {
-                Backend::Postgres => LOCK_SITE_PG,
-                Backend::Sqlite => LOCK_SITE_SQLITE,
-            };
-            let found = sqlx::query_scalar::<_, SiteId>(lock)
-                .bind(site)
-                .fetch_optional(&mut *tx)
-                .await
-                .ctx("locking a site for an import")?;
-            if found.is_none() {
-                return Err(StoreError::NotFound {
-                    what: format!("site {site}"),
-                });
-            }
+            lock_site_in!(tx, backend, site, "locking a site for an import");
             let batch_id = sqlx::query_scalar::<_, i64>(
                 "INSERT INTO import_batches (site_id, file_name, rows_read, rows_refused, \
                  rows_imported, imported_at, imported_by) VALUES ($1, $2, $3, $4, 0, $5, $6) \
@@ -382,7 +380,6 @@ impl Store {
             .ctx("matching imported sessions with recorded ones")?
             .into_iter()
             .collect();
-            let mut entry = audit.clone();
             let detail = serde_json::json!({
                 "site_id": site.0,
                 "batch_id": batch_id,
@@ -392,15 +389,7 @@ impl Store {
                 "imported": imported.len(),
                 "already_imported": already_imported.len(),
             });
-            match &mut entry.detail {
-                serde_json::Value::Object(map) => {
-                    if let serde_json::Value::Object(d) = detail {
-                        map.extend(d);
-                    }
-                }
-                other => *other = detail,
-            }
-            audit_in!(tx, &entry);
+            audit_in!(tx, &with_detail(audit, detail));
             ImportOutcome {
                 batch_id,
                 also_recorded: imported
@@ -433,20 +422,7 @@ impl Store {
         let month = input.month.to_string();
         let total = format_money(statement.totals.total);
         let (id, version) = in_tx!(self, |tx, backend| {
-            let lock = match backend {
-                Backend::Postgres => LOCK_SITE_PG,
-                Backend::Sqlite => LOCK_SITE_SQLITE,
-            };
-            let found = sqlx::query_scalar::<_, SiteId>(lock)
-                .bind(site)
-                .fetch_optional(&mut *tx)
-                .await
-                .ctx("locking a site to issue a statement")?;
-            if found.is_none() {
-                return Err(StoreError::NotFound {
-                    what: format!("site {site}"),
-                });
-            }
+            lock_site_in!(tx, backend, site, "locking a site to issue a statement");
             let last: Option<i64> = sqlx::query_scalar(
                 "SELECT MAX(version) FROM statements WHERE site_id = $1 AND month = $2",
             )
@@ -471,7 +447,6 @@ impl Store {
             .fetch_one(&mut *tx)
             .await
             .ctx("issuing a statement")?;
-            let mut entry = audit.clone();
             let detail = serde_json::json!({
                 "site_id": site.0,
                 "month": month,
@@ -479,15 +454,7 @@ impl Store {
                 "statement_id": id,
                 "total": total,
             });
-            match &mut entry.detail {
-                serde_json::Value::Object(map) => {
-                    if let serde_json::Value::Object(d) = detail {
-                        map.extend(d);
-                    }
-                }
-                other => *other = detail,
-            }
-            audit_in!(tx, &entry);
+            audit_in!(tx, &with_detail(audit, detail));
             (id, version)
         });
         Ok(IssuedStatement {
@@ -508,16 +475,7 @@ impl Store {
         site: SiteId,
         month: LocalMonth,
     ) -> Result<Option<IssuedStatement>, StoreError> {
-        let sql = format!("{ISSUED_SELECT} ORDER BY version DESC LIMIT 1");
-        let raw = with_pool!(self, |pool| sqlx::query_as::<_, IssuedRaw>(
-            sqlx::AssertSqlSafe(sql.clone())
-        )
-        .bind(site)
-        .bind(month.to_string())
-        .fetch_optional(pool)
-        .await
-        .ctx("reading an issued statement"))?;
-        raw.map(decode_issued).transpose()
+        self.issued_one(site, month, None).await
     }
 
     /// One issued version of the month's statement.
@@ -527,16 +485,32 @@ impl Store {
         month: LocalMonth,
         version: i64,
     ) -> Result<Option<IssuedStatement>, StoreError> {
-        let sql = format!("{ISSUED_SELECT} AND version = $3");
-        let raw = with_pool!(self, |pool| sqlx::query_as::<_, IssuedRaw>(
-            sqlx::AssertSqlSafe(sql.clone())
-        )
-        .bind(site)
-        .bind(month.to_string())
-        .bind(version)
-        .fetch_optional(pool)
-        .await
-        .ctx("reading an issued statement"))?;
+        self.issued_one(site, month, Some(version)).await
+    }
+
+    /// The issued version `version` of the month's statement, or the latest one for `None`.
+    async fn issued_one(
+        &self,
+        site: SiteId,
+        month: LocalMonth,
+        version: Option<i64>,
+    ) -> Result<Option<IssuedStatement>, StoreError> {
+        let sql = match version {
+            Some(_) => format!("{ISSUED_SELECT} AND version = $3"),
+            None => format!("{ISSUED_SELECT} ORDER BY version DESC LIMIT 1"),
+        };
+        let raw = with_pool!(self, |pool| {
+            let query = sqlx::query_as::<_, IssuedRaw>(sqlx::AssertSqlSafe(sql.clone()))
+                .bind(site)
+                .bind(month.to_string());
+            match version {
+                Some(v) => query.bind(v),
+                None => query,
+            }
+            .fetch_optional(pool)
+            .await
+            .ctx("reading an issued statement")
+        })?;
         raw.map(decode_issued).transpose()
     }
 

@@ -14,7 +14,7 @@
 use crate::accounts::{AuditEntry, UserId, audit_in};
 use crate::error::{Ctx, StoreError};
 use crate::model::SiteId;
-use crate::store::{Backend, Store, in_tx, with_pool};
+use crate::store::{Store, in_tx, with_pool};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -146,34 +146,36 @@ const SELECT: &str = "SELECT t.id, t.site_id, t.spec, t.source, t.created_at, t.
      u.email AS created_by_email FROM site_tariffs t LEFT JOIN users u ON u.id = t.created_by \
      WHERE t.site_id = $1 ORDER BY t.id DESC";
 
-/// Serialises writers of one site's tariffs on PostgreSQL (SQLite's `BEGIN IMMEDIATE` already
-/// does): two instances starting together must not both record the same config tariff.
-const LOCK_SITE_PG: &str = "SELECT id FROM sites WHERE id = $1 FOR UPDATE";
-const LOCK_SITE_SQLITE: &str = "SELECT id FROM sites WHERE id = $1";
-
 const INSERT: &str = "INSERT INTO site_tariffs \
      (site_id, effective_from, spec, source, created_at, created_by) \
      VALUES ($1, $2, $3, $4, $5, $6) RETURNING id";
 
-/// Locks the site inside `$tx`, or fails with NotFound. Evaluates to `()`.
+/// Locks the site inside `$tx`, or fails with NotFound; `$context` names the step in a query
+/// error. Evaluates to `()`. On PostgreSQL the row lock serialises the writers of one site
+/// (SQLite's `BEGIN IMMEDIATE` already does): two instances starting together must not both
+/// record the same config tariff, and two issues of one month get versions n and n + 1 rather
+/// than a unique violation.
 macro_rules! lock_site_in {
-    ($tx:ident, $backend:ident, $site:expr) => {{
+    ($tx:ident, $backend:ident, $site:expr, $context:expr) => {{
+        let site: $crate::model::SiteId = $site;
         let sql = match $backend {
-            Backend::Postgres => LOCK_SITE_PG,
-            Backend::Sqlite => LOCK_SITE_SQLITE,
+            $crate::store::Backend::Postgres => "SELECT id FROM sites WHERE id = $1 FOR UPDATE",
+            $crate::store::Backend::Sqlite => "SELECT id FROM sites WHERE id = $1",
         };
-        let found = sqlx::query_scalar::<_, SiteId>(sql)
-            .bind($site)
+        let found = sqlx::query_scalar::<_, $crate::model::SiteId>(sql)
+            .bind(site)
             .fetch_optional(&mut *$tx)
             .await
-            .ctx("locking a site for its tariff")?;
+            .ctx($context)?;
         if found.is_none() {
-            return Err(StoreError::NotFound {
-                what: format!("site {}", $site),
+            return Err($crate::error::StoreError::NotFound {
+                what: format!("site {site}"),
             });
         }
     }};
 }
+
+pub(crate) use lock_site_in;
 
 impl Store {
     /// Every tariff version of the site, newest first, with who recorded it and whether a
@@ -212,7 +214,7 @@ impl Store {
         let json = spec_json(tariff)?;
         let now = Utc::now();
         Ok(in_tx!(self, |tx, backend| {
-            lock_site_in!(tx, backend, site);
+            lock_site_in!(tx, backend, site, "locking a site for its tariff");
             let raw = sqlx::query_as::<_, RawRow>(SELECT)
                 .bind(site)
                 .fetch_all(&mut *tx)
@@ -259,7 +261,7 @@ impl Store {
     ) -> Result<i64, StoreError> {
         let json = spec_json(tariff)?;
         Ok(in_tx!(self, |tx, backend| {
-            lock_site_in!(tx, backend, site);
+            lock_site_in!(tx, backend, site, "locking a site for its tariff");
             let id = sqlx::query_scalar::<_, i64>(INSERT)
                 .bind(site)
                 .bind(tariff.effective_from())

@@ -79,6 +79,8 @@ pub struct DispatcherConfig {
     pub retry_base: Duration,
     pub retry_cap: Duration,
     pub gateway_check: Duration,
+    /// Claimed messages sent at the same time (1–64).
+    pub concurrency: usize,
 }
 
 impl Default for DispatcherConfig {
@@ -90,6 +92,7 @@ impl Default for DispatcherConfig {
             retry_base: Duration::from_secs(5),
             retry_cap: Duration::from_secs(600),
             gateway_check: Duration::from_secs(30),
+            concurrency: 8,
         }
     }
 }
@@ -290,39 +293,22 @@ pub fn parse(
         problems.push("heartbeat_interval_s", "must be at least 1 second");
     }
 
-    let backup = match root.take("backup") {
-        Some(toml::Value::Table(t)) => parse_backup(&t, &database, base_dir, &mut problems),
-        Some(_) => {
-            problems.push("backup", "expected a table ([backup])");
-            parse_backup(&toml::Table::new(), &database, base_dir, &mut problems)
-        }
-        None => parse_backup(&toml::Table::new(), &database, base_dir, &mut problems),
-    };
+    let backup = root
+        .table("backup", "[backup]", &mut problems)
+        .unwrap_or_default();
+    let backup = parse_backup(&backup, &database, base_dir, &mut problems);
 
-    let alerts = match root.take("alerts") {
-        Some(toml::Value::Table(t)) => parse_alerts(&t, base_dir, &mut problems),
-        Some(_) => {
-            problems.push("alerts", "expected a table ([alerts])");
-            AlertsConfig::default()
-        }
-        None => AlertsConfig::default(),
-    };
-    let smtp = match root.take("smtp") {
-        Some(toml::Value::Table(t)) => parse_smtp(&t, base_dir, &mut problems),
-        Some(_) => {
-            problems.push("smtp", "expected a table ([smtp])");
-            None
-        }
-        None => None,
-    };
-    let dispatcher = match root.take("dispatcher") {
-        Some(toml::Value::Table(t)) => parse_dispatcher(&t, base_dir, &mut problems),
-        Some(_) => {
-            problems.push("dispatcher", "expected a table ([dispatcher])");
-            DispatcherConfig::default()
-        }
-        None => DispatcherConfig::default(),
-    };
+    let alerts = root
+        .table("alerts", "[alerts]", &mut problems)
+        .map(|t| parse_alerts(&t, base_dir, &mut problems))
+        .unwrap_or_default();
+    let smtp = root
+        .table("smtp", "[smtp]", &mut problems)
+        .and_then(|t| parse_smtp(&t, base_dir, &mut problems));
+    let dispatcher = root
+        .table("dispatcher", "[dispatcher]", &mut problems)
+        .map(|t| parse_dispatcher(&t, base_dir, &mut problems))
+        .unwrap_or_default();
 
     let mut sites = Vec::new();
     if let Some(value) = root.take("sites") {
@@ -399,15 +385,12 @@ fn parse_site(
     problems: &mut Problems,
 ) -> Option<SiteConfig> {
     let mut s = Section::new(key, table, base_dir);
-    let slug = s.parse_str("slug", problems, |v| {
-        Slug::parse(v).map_err(|e| e.to_string())
-    });
-    if slug.is_none() && !table.contains_key("slug") {
-        problems.push(
-            &s.path("slug"),
-            "missing (a short name such as \"jardim-palmeiras\")",
-        );
-    }
+    let slug = s.required(
+        "slug",
+        "missing (a short name such as \"jardim-palmeiras\")",
+        problems,
+        |v| Slug::parse(v).map_err(|e| e.to_string()),
+    );
     let name = s.required_str("name", problems);
     let timezone = s
         .parse_str("timezone", problems, |v| {
@@ -419,43 +402,19 @@ fn parse_site(
     let offline_after = s.seconds("offline_after_s", 600, problems);
     let heartbeat_offline_after = s.seconds("heartbeat_offline_after_s", 900, problems);
     let stale_session_after = s.seconds("stale_session_after_s", 12 * 3600, problems);
-    let cvepro = match s.take("cvepro") {
-        Some(toml::Value::Table(t)) => parse_cvepro(&s.path("cvepro"), &t, base_dir, problems),
-        Some(_) => {
-            problems.push(&s.path("cvepro"), "expected a table ([sites.cvepro])");
-            None
-        }
-        None => None,
-    };
-    let tariff = match s.take("tariff") {
-        Some(toml::Value::Table(t)) => parse_tariff(&s.path("tariff"), &t, base_dir, problems),
-        Some(_) => {
-            problems.push(&s.path("tariff"), "expected a table ([sites.tariff])");
-            None
-        }
-        None => None,
-    };
-    let whatsapp = match s.take("whatsapp") {
-        Some(toml::Value::Table(t)) => parse_whatsapp(&s.path("whatsapp"), &t, base_dir, problems),
-        Some(_) => {
-            problems.push(&s.path("whatsapp"), "expected a table ([sites.whatsapp])");
-            None
-        }
-        None => None,
-    };
-    let notifications = match s.take("notifications") {
-        Some(toml::Value::Table(t)) => {
-            parse_site_notifications(&s.path("notifications"), &t, base_dir, problems)
-        }
-        Some(_) => {
-            problems.push(
-                &s.path("notifications"),
-                "expected a table ([sites.notifications])",
-            );
-            SiteNotificationsConfig::default()
-        }
-        None => SiteNotificationsConfig::default(),
-    };
+    let cvepro = s
+        .table("cvepro", "[sites.cvepro]", problems)
+        .and_then(|t| parse_cvepro(&s.path("cvepro"), &t, base_dir, problems));
+    let tariff = s
+        .table("tariff", "[sites.tariff]", problems)
+        .and_then(|t| parse_tariff(&s.path("tariff"), &t, base_dir, problems));
+    let whatsapp = s
+        .table("whatsapp", "[sites.whatsapp]", problems)
+        .and_then(|t| parse_whatsapp(&s.path("whatsapp"), &t, base_dir, problems));
+    let notifications = s
+        .table("notifications", "[sites.notifications]", problems)
+        .map(|t| parse_site_notifications(&s.path("notifications"), &t, base_dir, problems))
+        .unwrap_or_default();
     s.finish(problems);
     Some(SiteConfig {
         slug: slug?,
@@ -479,13 +438,12 @@ fn parse_whatsapp(
     problems: &mut Problems,
 ) -> Option<WhatsAppSiteConfig> {
     let mut s = Section::new(key, table, base_dir);
-    let base_url = s.parse_str("base_url", problems, parse_http_url);
-    if base_url.is_none() && !table.contains_key("base_url") {
-        problems.push(
-            &s.path("base_url"),
-            "missing (the gateway root, e.g. \"https://evo.example.com\", no /api suffix)",
-        );
-    }
+    let base_url = s.required(
+        "base_url",
+        "missing (the gateway root, e.g. \"https://evo.example.com\", no /api suffix)",
+        problems,
+        parse_http_url,
+    );
     let api_key = s.secret("api_key", problems);
     let instance = s.required_str("instance", problems);
     let stores_messages = s.boolean("stores_messages", false, problems);
@@ -570,18 +528,17 @@ fn parse_smtp(
              authentication)",
         );
     }
-    let from = s.parse_str("from", problems, |v| {
-        let address = v
-            .rsplit_once('<')
-            .map_or(v, |(_, a)| a.trim_end_matches('>'));
-        parse_email(address.trim()).map(|_| v.to_owned())
-    });
-    if from.is_none() && !table.contains_key("from") {
-        problems.push(
-            "smtp.from",
-            "missing (the sender, e.g. \"alertas@example.com\")",
-        );
-    }
+    let from = s.required(
+        "from",
+        "missing (the sender, e.g. \"alertas@example.com\")",
+        problems,
+        |v| {
+            let address = v
+                .rsplit_once('<')
+                .map_or(v, |(_, a)| a.trim_end_matches('>'));
+            parse_email(address.trim()).map(|_| v.to_owned())
+        },
+    );
     let starttls = s.boolean("starttls", true, problems);
     s.finish(problems);
     Some(SmtpSettings {
@@ -627,6 +584,7 @@ fn parse_dispatcher(
     if gateway_check < Duration::from_secs(1) {
         problems.push("dispatcher.gateway_check_s", "must be at least 1 second");
     }
+    let concurrency = s.integer("concurrency", 8u32, 1..=64, problems);
     s.finish(problems);
     DispatcherConfig {
         tick: Duration::from_millis(u64::from(tick_ms)),
@@ -635,6 +593,7 @@ fn parse_dispatcher(
         retry_base,
         retry_cap,
         gateway_check,
+        concurrency: concurrency as usize,
     }
 }
 
@@ -709,13 +668,12 @@ fn parse_cvepro(
     problems: &mut Problems,
 ) -> Option<CveProSiteConfig> {
     let mut s = Section::new(key, table, base_dir);
-    let base_url = s.parse_str("base_url", problems, parse_http_url);
-    if base_url.is_none() && !table.contains_key("base_url") {
-        problems.push(
-            &s.path("base_url"),
-            "missing (production is \"https://cs.intelbras-cve-pro.com.br\")",
-        );
-    }
+    let base_url = s.required(
+        "base_url",
+        "missing (production is \"https://cs.intelbras-cve-pro.com.br\")",
+        problems,
+        parse_http_url,
+    );
     let api_key = s.secret("api_key", problems);
     let email = s.required_str("email", problems);
     let password = s.secret("password", problems);
@@ -1007,16 +965,53 @@ impl<'a> Section<'a> {
         }
     }
 
+    /// [`Section::parse_str`] for a key that must be there: its absence is the problem
+    /// `missing` (which says what to write) at the key.
+    fn required<T>(
+        &mut self,
+        key: &str,
+        missing: &str,
+        problems: &mut Problems,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        let value = self.parse_str(key, problems, parse);
+        if value.is_none() && !self.table.contains_key(key) {
+            problems.push(&self.path(key), missing);
+        }
+        value
+    }
+
+    /// A sub-table such as `[smtp]`; another type is the problem "expected a table
+    /// (`hint`)" and counts as absent.
+    fn table(&mut self, key: &str, hint: &str, problems: &mut Problems) -> Option<toml::Table> {
+        match self.take(key)? {
+            toml::Value::Table(t) => Some(t),
+            _ => {
+                problems.push(&self.path(key), &format!("expected a table ({hint})"));
+                None
+            }
+        }
+    }
+
+    /// The value at `key` (`None` when absent) with it read as a whole `T`, from a TOML
+    /// integer or (as environment overrides arrive) a string; `None` inside when it is not one.
+    fn whole<T: TryFrom<i64> + std::str::FromStr>(
+        &mut self,
+        key: &str,
+    ) -> Option<(Option<T>, toml::Value)> {
+        let value = self.take(key)?;
+        let parsed = match &value {
+            toml::Value::Integer(i) => T::try_from(*i).ok(),
+            toml::Value::String(s) => s.trim().parse::<T>().ok(),
+            _ => None,
+        };
+        Some((parsed, value))
+    }
+
     /// A whole number of seconds; environment overrides arrive as strings.
     fn seconds(&mut self, key: &str, default: u64, problems: &mut Problems) -> Duration {
-        let value = match self.take(key) {
-            None => return Duration::from_secs(default),
-            Some(v) => v,
-        };
-        let parsed = match &value {
-            toml::Value::Integer(i) => u64::try_from(*i).ok(),
-            toml::Value::String(s) => s.trim().parse::<u64>().ok(),
-            _ => None,
+        let Some((parsed, value)) = self.whole::<u64>(key) else {
+            return Duration::from_secs(default);
         };
         match parsed {
             Some(s) => Duration::from_secs(s),
@@ -1038,13 +1033,8 @@ impl<'a> Section<'a> {
         range: std::ops::RangeInclusive<u32>,
         problems: &mut Problems,
     ) -> u32 {
-        let Some(value) = self.take(key) else {
+        let Some((parsed, value)) = self.whole::<u32>(key) else {
             return default;
-        };
-        let parsed = match &value {
-            toml::Value::Integer(i) => u32::try_from(*i).ok(),
-            toml::Value::String(s) => s.trim().parse::<u32>().ok(),
-            _ => None,
         };
         match parsed.filter(|v| range.contains(v)) {
             Some(v) => v,
@@ -1181,23 +1171,24 @@ impl<'a> Section<'a> {
         key: &str,
         problems: &mut Problems,
     ) -> Vec<vetric_domain::PhoneNumber> {
-        let mut out = Vec::new();
-        for (i, raw) in self
-            .string_list(key, problems)
-            .unwrap_or_default()
-            .iter()
-            .enumerate()
-        {
-            match vetric_domain::PhoneNumber::parse(raw) {
-                Ok(p) => out.push(p),
-                Err(e) => problems.push(&format!("{}[{i}]", self.path(key)), &e.to_string()),
-            }
-        }
-        out
+        self.checked_list(key, problems, |raw| {
+            vetric_domain::PhoneNumber::parse(raw).map_err(|e| e.to_string())
+        })
     }
 
     /// An array of e-mail addresses, each checked.
     fn email_list(&mut self, key: &str, problems: &mut Problems) -> Vec<String> {
+        self.checked_list(key, problems, |raw| parse_email(raw.trim()))
+    }
+
+    /// An array of strings, each read by `parse`; a bad element is a problem at `key[i]` and
+    /// is left out.
+    fn checked_list<T>(
+        &mut self,
+        key: &str,
+        problems: &mut Problems,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Vec<T> {
         let mut out = Vec::new();
         for (i, raw) in self
             .string_list(key, problems)
@@ -1205,8 +1196,8 @@ impl<'a> Section<'a> {
             .iter()
             .enumerate()
         {
-            match parse_email(raw.trim()) {
-                Ok(a) => out.push(a),
+            match parse(raw) {
+                Ok(v) => out.push(v),
                 Err(e) => problems.push(&format!("{}[{i}]", self.path(key)), &e),
             }
         }
@@ -1635,6 +1626,7 @@ mod tests {
         [dispatcher]
         tick_ms = 500
         max_attempts = 5
+        concurrency = 16
     "#;
 
     #[test]
@@ -1652,6 +1644,8 @@ mod tests {
         assert_eq!((smtp.port, smtp.starttls), (587, true));
         assert_eq!(c.dispatcher.tick, Duration::from_millis(500));
         assert_eq!(c.dispatcher.max_attempts, 5);
+        assert_eq!(c.dispatcher.concurrency, 16);
+        assert_eq!(DispatcherConfig::default().concurrency, 8);
         assert_eq!(c.dispatcher.lease, Duration::from_secs(120));
         let plain = parse_ok(GOOD);
         assert!(plain.sites[0].whatsapp.is_none() && plain.smtp.is_none());
@@ -1679,6 +1673,7 @@ mod tests {
             retry_base_s = 60
             retry_cap_s = 10
             tick = 3
+            concurrency = 65
             "#,
             &[],
         );
@@ -1695,6 +1690,7 @@ mod tests {
             "dispatcher.lease_s",
             "dispatcher.retry_cap_s",
             "dispatcher.tick",
+            "dispatcher.concurrency",
         ] {
             assert!(has(key), "no problem at {key}: {found:#?}");
         }

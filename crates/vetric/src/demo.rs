@@ -168,7 +168,18 @@ fn write_config(
          base_url = {whatsapp_url:?}\n\
          api_key = {wa_key:?}\n\
          instance = {wa_instance:?}\n\
-         stores_messages = true\n",
+         stores_messages = true\n\n\
+         # A time-of-use tariff like the worked examples of BILLING.md, so the \"finished\"\n\
+         # messages and the statements carry a cost.\n\
+         [sites.tariff]\n\
+         peak_price = \"3.08\"\n\
+         offpeak_price = \"0.53\"\n\
+         peak_start = \"17:30\"\n\
+         peak_end = \"20:30\"\n\
+         idle_grace_min = 15\n\
+         idle_fee_per_min = \"0.10\"\n\
+         idle_fee_cap = \"30.00\"\n\
+         max_kwh = \"150\"\n",
         listen = args.listen.to_string(),
         db = format!("sqlite://{}", db_path.display()),
         slug = DEMO_SITE_SLUG,

@@ -29,6 +29,7 @@ pub fn build_dispatcher(
         retry_base: d.retry_base,
         retry_cap: d.retry_cap,
         gateway_check: d.gateway_check,
+        concurrency: d.concurrency,
         ..DispatchSettings::default()
     };
     let mut site_dispatch = Vec::new();

@@ -132,6 +132,8 @@ pub async fn run(
     let web_sites = web_sites(&sites);
     let site_config = site_config(&sites);
     let gateways = gateways(&sites);
+    // The dispatcher records each gateway check here; `/health` reads it.
+    let gateway_status = vetric_engine::GatewayStatus::default();
     let ops = vetric_web::OpsSettings {
         metrics,
         without_vendor: sites
@@ -139,6 +141,7 @@ pub async fn run(
             .filter(|(_, s)| s.cvepro.is_none())
             .map(|(id, _)| *id)
             .collect(),
+        gateways: gateway_status.clone(),
         ..vetric_web::OpsSettings::default()
     };
     let polled: Vec<crate::liveness::PolledSite> = sites
@@ -180,7 +183,8 @@ pub async fn run(
     }
     // Notifications: one dispatcher per process (on SQLite the instance lock makes it the
     // only one for the store); it finishes a send in flight when `stop` fires.
-    let dispatcher = crate::dispatch::build_dispatcher(&config, &store, &sites)?;
+    let dispatcher = crate::dispatch::build_dispatcher(&config, &store, &sites)?
+        .with_gateway_status(gateway_status);
     tasks.spawn(dispatcher.run(stop.clone()));
     // Per-site ingest leadership (RELIABILITY R5): a site is polled only while this instance
     // holds its lock (PostgreSQL advisory lock; always on SQLite).

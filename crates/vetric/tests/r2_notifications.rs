@@ -10,7 +10,7 @@
 //! accepted) and the events the ingest stored; the outbox is what is checked against them.
 //!
 //! Sizes come from the environment so the same test is the soak (`BENCHMARKS.md`, "R2 soak"):
-//! `VETRIC_R2_MESSAGES` (resident messages to produce, default 250), `VETRIC_R2_KILLS` (SIGKILLs,
+//! `VETRIC_R2_MESSAGES` (resident messages to send, default 250), `VETRIC_R2_KILLS` (SIGKILLs,
 //! default 8), `VETRIC_R2_SEED`. Bounds are counted in poll cycles (the vendor simulator's
 //! `chargepoints` calls), never in wall-clock time; the only clocks are generous guards that
 //! turn a hang into a failure with a transcript.
@@ -183,14 +183,10 @@ impl Probe {
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
-    /// Resident messages the ingest has enqueued, that are due and not called off (idle
-    /// reminders planned for later do not count).
+    /// Resident messages recorded sent.
     async fn resident_messages(&self) -> i64 {
-        self.count(
-            "SELECT COUNT(*) FROM outbox WHERE audience = 'resident' AND status <> 'cancelled' \
-             AND not_before <= now()",
-        )
-        .await
+        self.count("SELECT COUNT(*) FROM outbox WHERE audience = 'resident' AND status = 'sent'")
+            .await
     }
 
     /// Rows a dispatcher should be sending right now.

@@ -432,6 +432,10 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             security::headers,
         ))
+        // gzip when the client asks: a 1,000-connector overview is ~420 KB of HTML and ~44 KB
+        // compressed (BENCHMARKS.md), which matters on a phone in a garage. The default
+        // predicate leaves `text/event-stream` alone, so live updates are never buffered.
+        .layer(tower_http::compression::CompressionLayer::new())
         // Outermost, so refused and failed requests are counted too.
         .layer(axum::middleware::from_fn(metrics::track));
     // Outermost of all: every response gets a request id and an INFO log line.

@@ -240,6 +240,15 @@ async fn the_log_masks_phones_and_filters(db: &TestDb) {
             .any(|w| w == PHONE.as_bytes())
     );
 
+    // A period around today in the site's zone (never at a day's edge).
+    let today = Utc::now()
+        .with_timezone(&chrono_tz::America::Sao_Paulo)
+        .date_naive();
+    let around_today = format!(
+        "from={}&to={}",
+        today.pred_opt().unwrap(),
+        today.succ_opt().unwrap()
+    );
     for (query, ids) in [
         ("status=failed", vec![failed]),
         ("rule=session_started", vec![pending]),
@@ -249,6 +258,7 @@ async fn the_log_masks_phones_and_filters(db: &TestDb) {
         ),
         ("resident=999999", vec![]),
         ("from=2000-01-01&to=2000-01-02", vec![]),
+        (&around_today as &str, vec![pending, failed]),
         ("limit=1", vec![pending]),
         (&format!("before={pending}") as &str, vec![failed]),
     ] {

@@ -9,6 +9,7 @@ use std::future::Future;
 use std::pin::Pin;
 use vetric_channels::{ChannelError, ErrorKind as ChannelErrorKind, SmtpChannel, WebhookChannel};
 use vetric_domain::PhoneNumber;
+use vetric_evolution::wire::FIND_MESSAGES_PAGE_SIZE;
 use vetric_evolution::{EvolutionClient, EvolutionError};
 use vetric_store::OutboxRow;
 
@@ -103,8 +104,10 @@ impl WhatsAppGateway {
     }
 
     /// Looks for an in-doubt row at the gateway: by `key.id` when it is known, else by the
-    /// reference code in the recipient's recent messages; under every JID variant of the
-    /// number (the gateway may drop the Brazilian ninth digit).
+    /// reference code in the recipient's messages, paging back (newest first) until a message
+    /// older than the row is reached, the pages end, or [`RECONCILE_MAX_PAGES`] were read
+    /// (then the answer is `Unknown`: a message beyond the pages read may be this one); under
+    /// every JID variant of the number (the gateway may drop the Brazilian ninth digit).
     pub async fn reconcile(&self, row: &OutboxRow) -> Reconciled {
         let raw = row.recipient.as_deref().unwrap_or_default();
         let number = match PhoneNumber::parse(raw) {
@@ -117,28 +120,50 @@ impl WhatsAppGateway {
                 "the message has neither a gateway id nor a reference code".into(),
             );
         }
+        // The gateway keeps whole seconds; a second of slack keeps a message sent in the
+        // row's first second from being taken for an older one.
+        let older_than = row.created_at - chrono::TimeDelta::seconds(1);
         for jid in number.jid_variants() {
-            match self.client.find_messages(&jid, key_id).await {
-                Err(e) => return Reconciled::Unknown(e.to_string()),
-                Ok(found) => {
-                    let hit = found.into_iter().find(|m| {
-                        m.from_me
-                            && match key_id {
-                                Some(id) => m.id == id,
-                                None => {
-                                    m.text.as_deref().is_some_and(|t| t.contains(&row.ref_code))
-                                }
-                            }
-                    });
-                    if let Some(m) = hit {
-                        return Reconciled::Found(m.id);
-                    }
+            let mut page = 1;
+            loop {
+                if page > RECONCILE_MAX_PAGES {
+                    return Reconciled::Unknown(format!(
+                        "the recipient has more than {} messages newer than this one at the                          gateway; it was not found in them",
+                        RECONCILE_MAX_PAGES * FIND_MESSAGES_PAGE_SIZE
+                    ));
                 }
+                let found = match self.client.find_messages_page(&jid, key_id, page).await {
+                    Err(e) => return Reconciled::Unknown(e.to_string()),
+                    Ok(found) => found,
+                };
+                let hit = found.iter().find(|m| {
+                    m.from_me
+                        && match key_id {
+                            Some(id) => m.id == id,
+                            None => m.text.as_deref().is_some_and(|t| t.contains(&row.ref_code)),
+                        }
+                });
+                if let Some(m) = hit {
+                    return Reconciled::Found(m.id.clone());
+                }
+                // Filtered by `key.id`, the first page says it all. Otherwise stop at the
+                // end of the pages, or once a page reaches back before the row existed.
+                let reached_older = found
+                    .iter()
+                    .any(|m| m.timestamp.is_some_and(|t| t < older_than));
+                if key_id.is_some() || found.is_empty() || reached_older {
+                    break;
+                }
+                page += 1;
             }
         }
         Reconciled::NotFound
     }
 }
+
+/// How many `findMessages` pages (of [`FIND_MESSAGES_PAGE_SIZE`]) reconciliation reads per
+/// JID before it gives up and leaves the row in doubt (never resent without an answer).
+pub const RECONCILE_MAX_PAGES: u32 = 20;
 
 impl Channel for WhatsAppGateway {
     fn send<'a>(&'a self, row: &'a OutboxRow) -> SendFuture<'a> {

@@ -17,21 +17,28 @@
 //!    raise operator alerts — by e-mail or webhook only, never through the WhatsApp gateway
 //!    they may be about.
 //!
-//! Stopping: the cancellation token is checked between rows; a send in flight finishes
-//! (bounded by the channel's own request timeout) and is recorded, and rows claimed but not
-//! yet attempted are handed back, so no row is left claimed by a clean stop.
+//! A tick's claimed rows are sent up to `concurrency` at a time (each row still checked,
+//! sent and completed on its own); the claim is at least two rows per send slot, and a full
+//! claim starts the next tick at once, so throughput is not capped at one batch per tick.
+//!
+//! Stopping: the cancellation token is checked before each row starts; sends in flight
+//! finish (bounded by the channel's own request timeout) and are recorded, and rows claimed
+//! but not yet attempted are handed back, so no row is left claimed by a clean stop.
 
 mod channel;
 
 pub use channel::{
-    Channel, EmailChannel, Reconciled, SendError, SendFuture, SendResult, WebhookSender,
-    WhatsAppGateway, delivery_id, text_with_ref,
+    Channel, EmailChannel, RECONCILE_MAX_PAGES, Reconciled, SendError, SendFuture, SendResult,
+    WebhookSender, WhatsAppGateway, delivery_id, text_with_ref,
 };
 
+use crate::gateway_status::GatewayStatus;
 use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
+use futures_util::stream::{self, StreamExt};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
@@ -52,8 +59,12 @@ pub struct DispatchSettings {
     /// How long a claim holds. Longer than a send can take (the channels' request timeouts);
     /// a row whose lease runs out is presumed in doubt.
     pub lease: Duration,
-    /// Rows claimed per tick.
+    /// Rows claimed per tick (raised to twice `concurrency` when lower, so no send slot
+    /// idles). A full claim makes the loop go again at once, without waiting for the tick.
     pub batch: i64,
+    /// Claimed rows sent at the same time (config `concurrency`, 1–64). Sends are bound by
+    /// gateway latency, not by us: one at a time caps a 200 ms gateway at ~5 messages/s.
+    pub concurrency: usize,
     /// Attempts before a retryable failure becomes `failed`.
     pub max_attempts: u32,
     /// Full-jitter backoff: a retry waits a random time in `[0, min(cap, base·2^(n-1))]`.
@@ -84,6 +95,7 @@ impl Default for DispatchSettings {
             tick: Duration::from_secs(1),
             lease: Duration::from_secs(120),
             batch: 10,
+            concurrency: 8,
             max_attempts: 8,
             retry_base: Duration::from_secs(5),
             retry_cap: Duration::from_secs(600),
@@ -158,6 +170,26 @@ pub struct TickReport {
     pub alerts: usize,
 }
 
+impl TickReport {
+    /// Adds the counts of one concurrent send's share of the tick.
+    fn absorb(&mut self, o: &TickReport) {
+        self.expired += o.expired;
+        self.reconciled_sent += o.reconciled_sent;
+        self.reconciled_resend += o.reconciled_resend;
+        self.still_in_doubt += o.still_in_doubt;
+        self.claimed += o.claimed;
+        self.sent += o.sent;
+        self.retried += o.retried;
+        self.failed += o.failed;
+        self.in_doubt += o.in_doubt;
+        self.deferred += o.deferred;
+        self.cancelled += o.cancelled;
+        self.released += o.released;
+        self.lost_claims += o.lost_claims;
+        self.alerts += o.alerts;
+    }
+}
+
 #[derive(Debug, Default)]
 struct GatewayWatch {
     bad_checks: u32,
@@ -176,9 +208,12 @@ pub struct Dispatcher {
     operators: OperatorContacts,
     gateways: HashMap<SiteId, GatewayWatch>,
     /// Per site: when a channel started needing an operator (one alert per episode).
-    operator_episodes: HashMap<SiteId, DateTime<Utc>>,
+    /// Behind a lock because a tick's sends run concurrently (never held across an await).
+    operator_episodes: Mutex<HashMap<SiteId, DateTime<Utc>>>,
     backlog_since: HashMap<SiteId, DateTime<Utc>>,
     last_backlog_check: Option<DateTime<Utc>>,
+    /// Where each gateway check is published (`/health` reads it).
+    gateway_status: GatewayStatus,
 }
 
 impl Dispatcher {
@@ -191,9 +226,10 @@ impl Dispatcher {
             webhook: None,
             operators: OperatorContacts::default(),
             gateways: HashMap::new(),
-            operator_episodes: HashMap::new(),
+            operator_episodes: Mutex::new(HashMap::new()),
             backlog_since: HashMap::new(),
             last_backlog_check: None,
+            gateway_status: GatewayStatus::default(),
         }
     }
 
@@ -206,6 +242,12 @@ impl Dispatcher {
     /// The channel for `webhook` rows.
     pub fn with_webhook(mut self, channel: Arc<dyn Channel>) -> Self {
         self.webhook = Some(channel);
+        self
+    }
+
+    /// Publishes every gateway check to `status` (shared with `/health`).
+    pub fn with_gateway_status(mut self, status: GatewayStatus) -> Self {
+        self.gateway_status = status;
         self
     }
 
@@ -232,16 +274,35 @@ impl Dispatcher {
             }
             let mut ticker = tokio::time::interval(self.settings.tick);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // After a full claim there is likely more due: go again without waiting for
+            // the tick, or throughput would be capped at one batch per tick.
+            let mut more_due = false;
             loop {
-                tokio::select! {
-                    () = cancel.cancelled() => break,
-                    _ = ticker.tick() => {}
+                if more_due {
+                    if cancel.is_cancelled() {
+                        break;
+                    }
+                } else {
+                    tokio::select! {
+                        () = cancel.cancelled() => break,
+                        _ = ticker.tick() => {}
+                    }
                 }
                 // Never raced against `cancel`: a send in flight is finished and recorded.
-                if let Err(e) = self.tick(Utc::now(), &cancel).await {
-                    warn!(error = %e, "dispatcher tick failed; the next tick retries");
-                    metrics::counter!("vetric_dispatcher_errors_total").increment(1);
-                }
+                more_due = match self.tick(Utc::now(), &cancel).await {
+                    // Not when rows were handed back: they are due again at once, and going
+                    // again would spin on them.
+                    Ok(report) => {
+                        report.released == 0
+                            && i64::try_from(report.claimed).unwrap_or(i64::MAX)
+                                >= self.claim_size()
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "dispatcher tick failed; the next tick retries");
+                        metrics::counter!("vetric_dispatcher_errors_total").increment(1);
+                        false
+                    }
+                };
             }
             info!("dispatcher stopped");
         }
@@ -286,32 +347,93 @@ impl Dispatcher {
         report: &mut TickReport,
     ) -> Result<(), DispatchError> {
         let lease = to_delta(self.settings.lease);
+        let concurrency = self.concurrency();
+        let batch = self.claim_size();
+        // The claim is committed here, before any network call.
         let rows = self
             .store
-            .claim_due(&self.settings.owner, now, lease, self.settings.batch)
+            .claim_due(&self.settings.owner, now, lease, batch)
             .await?;
         report.claimed = rows.len();
-        let mut policies: HashMap<SiteId, NotificationPolicy> = HashMap::new();
-        for row in rows {
-            let at = Utc::now().max(now);
-            let lease_left = row.lease_until.map(|u| u - at).unwrap_or_default();
-            if cancel.is_cancelled() || lease_left < to_delta(self.settings.send_budget) {
-                // Not attempted: hand it back as it was (no attempt counted).
-                self.finish(
-                    &row,
-                    &Completion::Defer {
-                        not_before: row.not_before,
-                    },
-                    at,
-                    report,
-                )
-                .await?;
-                report.released += 1;
-                continue;
-            }
-            self.process(row, at, &mut policies, report).await?;
+        if rows.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        // Policies first, so the concurrent sends below only read them.
+        let mut policies: HashMap<SiteId, NotificationPolicy> = HashMap::new();
+        let mut sites: Vec<SiteId> = rows.iter().filter_map(|r| r.site_id).collect();
+        sites.sort_unstable();
+        sites.dedup();
+        for site in sites {
+            if let Err(e) = self.policy(Some(site), &mut policies).await {
+                // Nothing was sent: hand every row back rather than let the leases run out
+                // and have them taken for crashes mid-send.
+                for row in &rows {
+                    let back = Completion::Defer {
+                        not_before: row.not_before,
+                    };
+                    if self.finish(row, &back, now, report).await.is_ok() {
+                        report.released += 1;
+                    }
+                }
+                return Err(e);
+            }
+        }
+        let this = &*self;
+        let policies = &policies;
+        let budget = to_delta(self.settings.send_budget);
+        // Set by a store error: rows not started yet are handed back, not sent.
+        let halted = AtomicBool::new(false);
+        let halted = &halted;
+        // `buffer_unordered` creates a row's future only when a slot is free, so the
+        // cancellation and lease checks below run right before that row's send.
+        let outcomes: Vec<(TickReport, Result<(), DispatchError>)> = stream::iter(rows)
+            .map(|row| async move {
+                let mut part = TickReport::default();
+                let at = Utc::now().max(now);
+                let lease_left = row.lease_until.map(|u| u - at).unwrap_or_default();
+                let result = if cancel.is_cancelled()
+                    || halted.load(Ordering::Relaxed)
+                    || lease_left < budget
+                {
+                    // Not attempted: hand it back as it was (no attempt counted).
+                    let back = Completion::Defer {
+                        not_before: row.not_before,
+                    };
+                    let r = this.finish(&row, &back, at, &mut part).await;
+                    if r.is_ok() {
+                        part.released += 1;
+                    }
+                    r
+                } else {
+                    this.process(row, at, policies, &mut part).await
+                };
+                if result.is_err() {
+                    halted.store(true, Ordering::Relaxed);
+                }
+                (part, result)
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        let mut first_error = None;
+        for (part, result) in outcomes {
+            report.absorb(&part);
+            if let Err(e) = result {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    fn concurrency(&self) -> usize {
+        self.settings.concurrency.clamp(1, 64)
+    }
+
+    /// Rows claimed per tick: `batch`, but at least two per send slot, so a slot freed
+    /// early in the batch finds a next row instead of idling until the slowest send ends.
+    fn claim_size(&self) -> i64 {
+        let per_slots = i64::try_from(2 * self.concurrency()).unwrap_or(i64::MAX);
+        self.settings.batch.max(per_slots)
     }
 
     async fn policy(
@@ -351,10 +473,10 @@ impl Dispatcher {
 
     /// Decides, sends and records one claimed row.
     async fn process(
-        &mut self,
+        &self,
         row: OutboxRow,
         now: DateTime<Utc>,
-        policies: &mut HashMap<SiteId, NotificationPolicy>,
+        policies: &HashMap<SiteId, NotificationPolicy>,
         report: &mut TickReport,
     ) -> Result<(), DispatchError> {
         // Rows of rules this version does not know (or dispatcher alerts without a rule of
@@ -362,10 +484,12 @@ impl Dispatcher {
         if let (Some(rule), Some(audience)) =
             (Rule::parse(&row.rule), Audience::parse(&row.audience))
         {
-            let loaded = match self.policy(row.site_id, policies).await {
-                Ok(policy) => self.prefs(row.resident_id).await.map(|p| (policy, p)),
-                Err(e) => Err(e),
-            };
+            let policy = row
+                .site_id
+                .and_then(|s| policies.get(&s))
+                .cloned()
+                .unwrap_or_default();
+            let loaded = self.prefs(row.resident_id).await.map(|p| (policy, p));
             let (policy, prefs) = match loaded {
                 Ok(v) => v,
                 Err(e) => {
@@ -399,7 +523,7 @@ impl Dispatcher {
         let how = match result {
             Ok(id) => {
                 if let Some(site) = row.site_id {
-                    self.operator_episodes.remove(&site);
+                    self.episodes().remove(&site);
                 }
                 Completion::Sent {
                     gateway_message_id: id,
@@ -430,6 +554,14 @@ impl Dispatcher {
             }
         };
         self.finish(&row, &how, done, report).await
+    }
+
+    fn episodes(&self) -> MutexGuard<'_, HashMap<SiteId, DateTime<Utc>>> {
+        // A panic while holding it cannot leave the map half-updated (single insert or
+        // remove), so a poisoned lock is still good to use.
+        self.operator_episodes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn tz(&self, site: Option<SiteId>) -> Tz {
@@ -648,6 +780,9 @@ impl Dispatcher {
                 Ok(s) => (s.is_open(), s.as_str().to_owned(), String::new()),
                 Err(e) => (false, "unknown".to_owned(), e.to_string()),
             };
+            let kind = state.as_ref().err().map(|e| e.kind().as_str());
+            self.gateway_status
+                .record(site.site, &shown, open, kind, now);
             metrics::gauge!("vetric_gateway_up", "site" => site.slug.clone()).set(if open {
                 1.0
             } else {
@@ -708,8 +843,8 @@ impl Dispatcher {
         Ok(())
     }
 
-    /// Step 4b: backlog gauges, and an alert when the oldest unsent message of a site is
-    /// older than its policy allows.
+    /// Step 4b: an alert when the oldest unsent message of a site is older than its policy
+    /// allows.
     async fn watch_backlog(
         &mut self,
         now: DateTime<Utc>,
@@ -720,12 +855,9 @@ impl Dispatcher {
             return Ok(());
         }
         self.last_backlog_check = Some(now);
+        // The backlog gauges are set by the `/metrics` scrape itself (crates/web), so they keep
+        // moving when this loop is the thing that is stuck.
         let all = self.store.outbox_backlog(None, now).await?;
-        metrics::gauge!("vetric_outbox_backlog").set((all.pending + all.in_doubt) as f64);
-        let oldest_age = all
-            .oldest_due
-            .map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0);
-        metrics::gauge!("vetric_outbox_oldest_age_seconds").set(oldest_age);
         if all.oldest_due.is_none() {
             self.backlog_since.clear();
             return Ok(());
@@ -804,7 +936,7 @@ impl Dispatcher {
     }
 
     async fn alert_needs_operator(
-        &mut self,
+        &self,
         row: &OutboxRow,
         error: &str,
         now: DateTime<Utc>,
@@ -813,7 +945,7 @@ impl Dispatcher {
         let Some(site_id) = row.site_id else {
             return Ok(());
         };
-        let since = *self.operator_episodes.entry(site_id).or_insert(now);
+        let since = *self.episodes().entry(site_id).or_insert(now);
         let site = self.sites.get(&site_id);
         let mut values = BTreeMap::new();
         values.insert(
