@@ -189,13 +189,11 @@ impl Probe {
             .await
     }
 
-    /// Rows a dispatcher should be sending right now.
-    async fn due(&self) -> i64 {
-        self.count(
-            "SELECT COUNT(*) FROM outbox WHERE status = 'pending' AND not_before <= now() \
-             AND next_attempt_at <= now()",
-        )
-        .await
+    /// Rows that should have gone out by now, including those waiting for a retry after a
+    /// gateway failure: settling means none is left, not merely none due this instant.
+    async fn unsent(&self) -> i64 {
+        self.count("SELECT COUNT(*) FROM outbox WHERE status = 'pending' AND not_before <= now()")
+            .await
     }
 
     /// The rows due right now: the backlog a downtime left.
@@ -546,7 +544,7 @@ async fn r2_notifications_survive_sigkill_without_loss_or_duplicates() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     // Settled: nothing claimed (leases of killed processes expired and were reconciled),
-    // nothing due, every row still in doubt alerted.
+    // nothing left to send (retries included), every row still in doubt alerted.
     let settle_cycles = wait_cycles(
         "settling after the last kill",
         &cve,
@@ -554,7 +552,7 @@ async fn r2_notifications_survive_sigkill_without_loss_or_duplicates() {
         LEASE_S / POLL_S + SETTLE_MARGIN_CYCLES,
         || async {
             probe.sending().await == 0
-                && probe.due().await == 0
+                && probe.unsent().await == 0
                 && probe.in_doubt_unalerted().await == 0
         },
     )
