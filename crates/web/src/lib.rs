@@ -150,10 +150,16 @@ impl AppState {
 
     /// Sets what health and metrics need (the metrics handle, the sites without a vendor
     /// account). Call it on a fresh state, before it is cloned into the router.
-    pub fn with_ops(mut self, ops: OpsSettings) -> Self {
+    pub fn with_ops(self, ops: OpsSettings) -> Self {
+        self.configure("with_ops", |inner| inner.ops = ops)
+    }
+
+    /// The one way the `with_*` builders change a state: only while nobody else holds it
+    /// (before it is cloned into the router), so a running server never sees its settings move.
+    fn configure(mut self, builder: &str, change: impl FnOnce(&mut Inner)) -> Self {
         match Arc::get_mut(&mut self.0) {
-            Some(inner) => inner.ops = ops,
-            None => tracing::error!("AppState::with_ops called on a shared state; ignored"),
+            Some(inner) => change(inner),
+            None => tracing::error!("AppState::{builder} called on a shared state; ignored"),
         }
         self
     }
@@ -164,14 +170,8 @@ impl AppState {
 
     /// Sets the CORS allow-list (`cors_origins`, already checked: `scheme://host[:port]`).
     /// Call it on a fresh state, before it is cloned into the router.
-    pub fn with_cors_origins(mut self, origins: Vec<String>) -> Self {
-        match Arc::get_mut(&mut self.0) {
-            Some(inner) => inner.cors_origins = origins,
-            None => {
-                tracing::error!("AppState::with_cors_origins called on a shared state; ignored")
-            }
-        }
-        self
+    pub fn with_cors_origins(self, origins: Vec<String>) -> Self {
+        self.configure("with_cors_origins", |inner| inner.cors_origins = origins)
     }
 
     /// The origins allowed to call `/api/v1` with credentials (empty: no CORS at all).

@@ -80,23 +80,15 @@ pub struct SettingsState {
 impl AppState {
     /// Sets what the config file says about each site (vendor account, limits, whether the
     /// tariff is declared). Call it on a fresh state, before it is cloned into the router.
-    pub fn with_site_config(mut self, sites: Vec<SiteConfigured>) -> Self {
-        match Arc::get_mut(&mut self.0) {
-            Some(inner) => inner.settings.sites = sites,
-            None => tracing::error!("AppState::with_site_config called on a shared state; ignored"),
-        }
-        self
+    pub fn with_site_config(self, sites: Vec<SiteConfigured>) -> Self {
+        self.configure("with_site_config", |inner| inner.settings.sites = sites)
     }
 
     /// Overrides the total time of one "Testar conexão" (tests use a short one).
-    pub fn with_probe_timeout(mut self, total: Duration) -> Self {
-        match Arc::get_mut(&mut self.0) {
-            Some(inner) => inner.settings.probe_total = Some(total),
-            None => {
-                tracing::error!("AppState::with_probe_timeout called on a shared state; ignored")
-            }
-        }
-        self
+    pub fn with_probe_timeout(self, total: Duration) -> Self {
+        self.configure("with_probe_timeout", |inner| {
+            inner.settings.probe_total = Some(total)
+        })
     }
 
     fn configured(&self, site: SiteId) -> Option<&SiteConfigured> {

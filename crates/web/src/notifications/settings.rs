@@ -31,7 +31,6 @@ use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 use vetric_domain::notify::{
     Audience, NotificationPolicy, PlanContext, Rule, RuleSettings, default_template,
@@ -63,23 +62,15 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(8);
 impl AppState {
     /// Sets each site's WhatsApp gateway (from the config file). Call it on a fresh state,
     /// before it is cloned into the router.
-    pub fn with_gateways(mut self, gateways: Vec<SiteGateway>) -> Self {
-        match Arc::get_mut(&mut self.0) {
-            Some(inner) => inner.notify.gateways = gateways,
-            None => tracing::error!("AppState::with_gateways called on a shared state; ignored"),
-        }
-        self
+    pub fn with_gateways(self, gateways: Vec<SiteGateway>) -> Self {
+        self.configure("with_gateways", |inner| inner.notify.gateways = gateways)
     }
 
     /// Overrides the time limit of "Verificar conexão" (tests use a short one).
-    pub fn with_gateway_check_timeout(mut self, total: Duration) -> Self {
-        match Arc::get_mut(&mut self.0) {
-            Some(inner) => inner.notify.check_timeout = Some(total),
-            None => tracing::error!(
-                "AppState::with_gateway_check_timeout called on a shared state; ignored"
-            ),
-        }
-        self
+    pub fn with_gateway_check_timeout(self, total: Duration) -> Self {
+        self.configure("with_gateway_check_timeout", |inner| {
+            inner.notify.check_timeout = Some(total)
+        })
     }
 
     pub(crate) fn gateway(&self, site: SiteId) -> Option<&SiteGateway> {
