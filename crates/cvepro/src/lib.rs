@@ -22,6 +22,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod map;
+mod planted;
 pub mod probe;
 pub mod report;
 pub mod resilience;

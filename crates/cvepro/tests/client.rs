@@ -363,6 +363,47 @@ async fn retry_after_is_honoured_when_short_and_refused_when_long() {
 }
 
 #[tokio::test]
+async fn a_retry_after_not_waited_for_still_holds_for_the_next_calls() {
+    let (fake, base) = start().await;
+    fake.script_chargepoints([Reply::RetryAfter("3600".into())]);
+    let c = client(config(base));
+    let err = c.chargers().await.expect_err("too long to wait");
+    assert_eq!(err.kind(), ErrorKind::RateLimited);
+    assert_eq!(fake.chargepoint_calls.load(Ordering::SeqCst), 1);
+    // The next poll does not knock again before the vendor said it may: it fails at once,
+    // without a request, saying how long is left (an hour is remembered as at most 15 min).
+    match c.chargers().await.expect_err("still rate limited") {
+        CveProError::RateLimited { retry_after, .. } => {
+            assert!(
+                retry_after
+                    .is_some_and(|d| d > Duration::from_secs(800) && d <= Duration::from_secs(900)),
+                "{retry_after:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        fake.chargepoint_calls.load(Ordering::SeqCst),
+        1,
+        "no request"
+    );
+    // Any endpoint of the same client.
+    let now = chrono::Utc::now();
+    assert_eq!(
+        c.snapshot(now, None)
+            .await
+            .expect_err("rate limited")
+            .kind(),
+        ErrorKind::RateLimited
+    );
+    assert_eq!(
+        fake.chargepoint_calls.load(Ordering::SeqCst),
+        1,
+        "no request"
+    );
+}
+
+#[tokio::test]
 async fn a_hanging_vendor_ends_at_the_request_timeout() {
     let (fake, base) = start().await;
     fake.script_chargepoints([Reply::Hang, Reply::Hang]);

@@ -59,5 +59,5 @@ pub use tariff::{
 };
 pub use tracker::{ChargerState, ConnectorState, OpenSession, SiteState, TrackerConfig, observe};
 pub use vendor_export::{
-    CellValue, ImportFileError, ImportReport, RowProblem, map_rows, map_sheet,
+    CellValue, ImportFileError, ImportReport, RejectedRow, RowProblem, map_rows, map_sheet,
 };

@@ -486,6 +486,15 @@ fn source_pt_br(source: SessionSource) -> &'static str {
     }
 }
 
+/// Compares two copies of one vendor id the way a statement does (step 1): `None` when they
+/// agree (times of a copy without seconds within the minute), else what differs with both
+/// values. `kept` is the copy that counts (vetric's own record over an imported row). The
+/// import preview uses it to show, before anything is stored, how a row matches a session
+/// vetric already has.
+pub fn compare_copies(kept: &SessionRecord, other: &SessionRecord) -> Option<Disagreement> {
+    disagreement(kept, other)
+}
+
 fn disagreement(kept: &SessionRecord, other: &SessionRecord) -> Option<Disagreement> {
     let fields = differences(kept, other);
     if fields.is_empty() {

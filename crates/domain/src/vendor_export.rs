@@ -129,6 +129,21 @@ pub struct RowProblem {
     pub message_pt_br: String,
 }
 
+/// One row that was not read, as a whole: what could still be read of it (to list it under
+/// the month of its start when that was readable, BILLING.md rule 8) and its cells as they
+/// were, to show the manager.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RejectedRow {
+    /// The spreadsheet's row number (the header is row 1).
+    pub row: u32,
+    /// The vendor id, when it could be read.
+    pub vendor_id: Option<i64>,
+    /// The start, when the period could be read.
+    pub start: Option<DateTime<Utc>>,
+    /// The known columns' cells as read, `(column as BILLING.md writes it, value)`.
+    pub raw: Vec<(String, String)>,
+}
+
 /// What an export holds, row by row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImportReport {
@@ -136,6 +151,10 @@ pub struct ImportReport {
     pub sessions: Vec<SessionRecord>,
     /// Every problem of the rows that were not read (a row may have several).
     pub rejected_rows: Vec<RowProblem>,
+    /// The rows that were not read, one each, in sheet order (their problems are in
+    /// `rejected_rows`).
+    #[serde(default)]
+    pub rejected: Vec<RejectedRow>,
     /// Data rows that were not empty.
     pub rows_read: u32,
 }
@@ -550,12 +569,19 @@ fn read_idle(cell: &CellValue) -> CellResult<i64> {
 }
 
 /// Read one non-empty row.
+/// A row that was not read: its problems, and its id and start when those were readable.
+struct RowFailure {
+    problems: Vec<CellProblem>,
+    vendor_id: Option<i64>,
+    start: Option<DateTime<Utc>>,
+}
+
 fn read_row(
     cols: &Columns,
     row: &[CellValue],
     tz: Tz,
     line: u32,
-) -> Result<SessionRecord, Vec<CellProblem>> {
+) -> Result<SessionRecord, RowFailure> {
     let empty = CellValue::Empty;
     let cell = |i: usize| row.get(i).unwrap_or(&empty);
     let mut problems = Vec::new();
@@ -587,8 +613,35 @@ fn read_row(
                 user_name: cols.name.and_then(|i| read_text(cell(i))),
             })
         }
-        _ => Err(problems),
+        (id, _, period, _, _) => Err(RowFailure {
+            problems,
+            vendor_id: id.ok(),
+            start: period.ok().map(|(start, _, _)| start),
+        }),
     }
+}
+
+/// The known columns' cells of `row`, as read, for the report of a row that was not read.
+fn raw_cells(cols: &Columns, row: &[CellValue]) -> Vec<(String, String)> {
+    let mut out = vec![
+        (COL_ID, cols.id),
+        (COL_STATION, cols.station),
+        (COL_TAG, cols.tag),
+    ];
+    if let Some(name) = cols.name {
+        out.push((COL_NAME, name));
+    }
+    out.extend([
+        (COL_PERIOD, cols.period),
+        (COL_ENERGY, cols.energy),
+        (COL_IDLE, cols.idle),
+    ]);
+    out.into_iter()
+        .map(|(c, i)| {
+            let value = row.get(i).map(CellValue::display).unwrap_or_default();
+            (c.to_owned(), value)
+        })
+        .collect()
 }
 
 /// Map the export's rows into sessions and row problems (module docs). `header` is the sheet's
@@ -663,6 +716,7 @@ fn map_rows_at(
     let cols = find_columns(header)?;
     let mut sessions: Vec<SessionRecord> = Vec::new();
     let mut rejected_rows = Vec::new();
+    let mut rejected = Vec::new();
     let mut first_line_of: HashMap<i64, u32> = HashMap::new();
     let mut rows_read = 0u32;
     for (i, row) in rows.iter().enumerate() {
@@ -684,12 +738,28 @@ fn map_rows_at(
                             s.vendor_id
                         ),
                     });
+                    rejected.push(RejectedRow {
+                        row: line,
+                        vendor_id: Some(s.vendor_id),
+                        start: Some(s.start),
+                        raw: raw_cells(&cols, row),
+                    });
                 } else {
                     first_line_of.insert(s.vendor_id, line);
                     sessions.push(s);
                 }
             }
-            Err(problems) => {
+            Err(RowFailure {
+                problems,
+                vendor_id,
+                start,
+            }) => {
+                rejected.push(RejectedRow {
+                    row: line,
+                    vendor_id,
+                    start,
+                    raw: raw_cells(&cols, row),
+                });
                 rejected_rows.extend(problems.into_iter().map(|p| RowProblem {
                     row: line,
                     column: p.column.to_owned(),
@@ -702,6 +772,7 @@ fn map_rows_at(
     Ok(ImportReport {
         sessions,
         rejected_rows,
+        rejected,
         rows_read,
     })
 }

@@ -36,6 +36,7 @@ use vetric_domain::{
 use vetric_store::{
     BreakerState, ChargerWrite, ConnectorWrite, CycleWrite, EndKind, NewEvent, ResidentId,
     SessionStatus, SessionWrite, SiteId, Store, StoreError, UnknownTagSighting, VendorLinkRow,
+    WriteFence,
 };
 
 /// How one site is ingested.
@@ -80,6 +81,14 @@ pub enum IngestError {
     },
     #[error("cannot serialise the tracker state: {0}")]
     Serialise(#[from] serde_json::Error),
+}
+
+impl IngestError {
+    /// Another instance took the site's leadership: this ingest must stop and be dropped
+    /// (its state is no longer the site's), not retried.
+    pub fn is_lost_leadership(&self) -> bool {
+        matches!(self, Self::Store(StoreError::LostLeadership { .. }))
+    }
 }
 
 /// What one cycle did, for logs, metrics and tests.
@@ -133,6 +142,8 @@ pub struct SiteIngest {
     written_sessions: HashMap<i64, SessionWrite>,
     /// The site's name and time zone, for message texts (loaded when notifications are on).
     site_meta: Option<(String, Tz)>,
+    /// Set when run under leadership ([`SiteIngest::with_fence`]): every write is fenced.
+    fence: Option<WriteFence>,
 }
 
 impl SiteIngest {
@@ -168,7 +179,17 @@ impl SiteIngest {
             written_chargers: HashMap::new(),
             written_sessions: HashMap::new(),
             site_meta,
+            fence: None,
         })
+    }
+
+    /// Writes only while `fence` is the site's current leadership
+    /// ([`Store::write_cycle_fenced`]); once another instance takes the site, [`Self::cycle`]
+    /// fails with an error whose [`IngestError::is_lost_leadership`] is true and writes
+    /// nothing. Take the fence BEFORE [`Self::resume`] reads the state.
+    pub fn with_fence(mut self, fence: WriteFence) -> Self {
+        self.fence = Some(fence);
+        self
     }
 
     /// The state as of the last committed cycle.
@@ -284,7 +305,10 @@ impl SiteIngest {
         write
             .sessions
             .retain(|s| self.written_sessions.get(&s.vendor_id) != Some(s));
-        self.store.write_cycle(self.site, &write).await?;
+        match &self.fence {
+            Some(fence) => self.store.write_cycle_fenced(fence, &write).await?,
+            None => self.store.write_cycle(self.site, &write).await?,
+        };
         self.state = next;
         for c in write.chargers {
             self.written_chargers.insert(c.uuid.clone(), c);

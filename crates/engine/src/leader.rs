@@ -12,9 +12,13 @@
 //!    is dropped (its transaction rolls back), so no vendor call or store write starts after
 //!    the loss is known — and drops the connection. The server releases the locks of a dead
 //!    session by itself; a peer takes over at its next try;
-//! 3. tries the lock of every site it does not lead (`pg_try_advisory_lock`, never blocking).
+//! 3. gives up a site whose ingest task ended on its own — it does so only when a write was
+//!    refused by the fence (below): another instance took the site, so this one releases the
+//!    lock if it still has it and goes back to trying;
+//! 4. tries the lock of every site it does not lead (`pg_try_advisory_lock`, never blocking).
 //!    On success it starts the site's ingest task, which waits [`LeaderSettings::grace`],
-//!    resumes from the store ([`SiteIngest::resume`]) and polls at the site's interval.
+//!    takes the site's write fence ([`vetric_store::Store::take_write_fence`]), resumes from
+//!    the store ([`SiteIngest::resume`]) and polls at the site's interval, every write fenced.
 //!
 //! **Why nothing is lost or doubled across a hand-over.** A cycle writes its events together
 //! with the tracker state that produced them in ONE transaction ([`vetric_store::Store::write_cycle`]),
@@ -24,12 +28,14 @@
 //! not derived again), one it did not commit left nothing behind (they are derived again,
 //! once). Sessions are upserted by vendor id, so a session row cannot double either. Events
 //! carry no unique key of their own: what keeps them single is that only one writer advances a
-//! site's state at a time. The grace wait covers an old leader whose session died while its
-//! process lives: it notices within one tick (plus the query timeout, well under the ~11 s
-//! the server's keepalives take to drop a vanished client) and drops its in-flight cycle
-//! before the new leader reads the state. The one window left is a commit the old leader
-//! already sent that the server receives after the grace; closing it needs a fence inside the
-//! write transaction (see the lead's notes on issue 7).
+//! site's state at a time, and that is what the write fence enforces in the database (see
+//! `vetric_store`'s `leadership` module for the ordering argument): the new leader bumps the
+//! site's generation before it reads the state, and that bump waits for an old leader's write
+//! already past its fence check, so the state read includes it; any later write of the old
+//! leader is refused ([`vetric_store::StoreError::LostLeadership`]), and the old leader then
+//! drops the site and its in-memory state. The grace wait is no longer needed for
+//! correctness; it still saves an old leader whose session died while its process lives
+//! (it notices within one tick) from polling the vendor once more for nothing.
 //!
 //! **Shutdown.** On `stop` the site tasks are cancelled and awaited, then the connection
 //! releases its locks and closes, so a peer takes over at its next tick.
@@ -70,6 +76,7 @@ impl LeaderSettings {
 }
 
 /// A site this instance may lead.
+#[derive(Clone)]
 struct LeaderSite {
     site: SiteId,
     slug: String,
@@ -183,9 +190,34 @@ impl Leadership {
             {
                 lost = Some(e);
             }
+            // Sites whose task ended by itself: refused by the fence (another instance leads).
+            let mut given_up = vec![false; self.sites.len()];
             if lost.is_none() {
                 for (i, s) in self.sites.iter().enumerate() {
-                    if led[i].is_some() {
+                    if !led[i].as_ref().is_some_and(|l| l.task.is_finished()) {
+                        continue;
+                    }
+                    if let Some(l) = led[i].take() {
+                        match l.task.await {
+                            Ok(()) => {
+                                warn!(site = %s.slug, "another instance took this site; giving up its lock and following")
+                            }
+                            Err(e) => {
+                                warn!(site = %s.slug, error = %e, "an ingest task ended abnormally; giving up the site's lock")
+                            }
+                        }
+                    }
+                    given_up[i] = true;
+                    // Our lock, if we still hold it, goes; retried from the next tick on.
+                    if let Err(e) = c.unlock(s.key).await {
+                        lost = Some(e);
+                        break;
+                    }
+                }
+            }
+            if lost.is_none() {
+                for (i, s) in self.sites.iter().enumerate() {
+                    if led[i].is_some() || given_up[i] {
                         continue;
                     }
                     match c.try_lock(s.key).await {
@@ -242,10 +274,8 @@ impl Leadership {
         let task = tokio::spawn(
             lead_site(
                 self.store.clone(),
-                s.site,
-                s.slug.clone(),
-                s.client.clone(),
-                s.settings.clone(),
+                self.instance_id.clone(),
+                s.clone(),
                 grace,
                 cancel.clone(),
             )
@@ -272,18 +302,25 @@ async fn stop_all(led: &mut [Option<Led>]) {
     }
 }
 
-/// One led site: wait the grace, resume from the store, poll until cancelled. Every await
-/// races the cancellation, so a lost lock stops the site before its next vendor call, and an
-/// in-flight cycle is dropped (its transaction rolls back; the state in memory never moved).
+/// One led site: wait the grace, take the write fence, resume from the store, poll until
+/// cancelled — or until a write is refused by the fence, when it returns by itself (the
+/// leader loop then gives the site up). Every await races the cancellation, so a lost lock
+/// stops the site before its next vendor call, and an in-flight cycle is dropped (its
+/// transaction rolls back; the state in memory never moved).
 async fn lead_site(
     store: Store,
-    site: SiteId,
-    slug: String,
-    client: CveProClient,
-    settings: IngestSettings,
+    instance_id: String,
+    led: LeaderSite,
     grace: Duration,
     cancel: CancellationToken,
 ) {
+    let LeaderSite {
+        site,
+        slug,
+        client,
+        settings,
+        ..
+    } = led;
     let interval = settings.poll_interval;
     // A little jitter so many sites taken at once do not poll in lockstep.
     let jitter = interval.mul_f64(rand::random::<f64>() * 0.2);
@@ -291,13 +328,32 @@ async fn lead_site(
         () = cancel.cancelled() => return,
         () = tokio::time::sleep(grace + jitter) => {}
     }
+    // The fence first, the state after: on PostgreSQL taking the fence waits for a write of
+    // the previous leader that already passed its own fence, so the state read below has it.
+    let fence = loop {
+        let taken = tokio::select! {
+            () = cancel.cancelled() => return,
+            r = store.take_write_fence(site, &instance_id) => r,
+        };
+        match taken {
+            Ok(f) => break f,
+            Err(e) => {
+                warn!(error = %e, "cannot take the site's write fence; retrying");
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tokio::time::sleep(interval) => {}
+                }
+            }
+        }
+    };
+    info!(generation = fence.generation, "took the site's write fence");
     let mut ingest = loop {
         let resumed = tokio::select! {
             () = cancel.cancelled() => return,
             r = SiteIngest::resume(site, slug.as_str(), client.clone(), store.clone(), settings.clone()) => r,
         };
         match resumed {
-            Ok(i) => break i,
+            Ok(i) => break i.with_fence(fence),
             Err(e) => {
                 warn!(error = %e, "cannot resume the ingest from the store; retrying");
                 tokio::select! {
@@ -316,9 +372,18 @@ async fn lead_site(
         }
         tokio::select! {
             () = cancel.cancelled() => break,
-            r = ingest.cycle(Utc::now()) => if let Err(e) = r {
-                warn!(error = %e, "ingest cycle not stored; the next cycle retries from the last stored state");
-                metrics::counter!("vetric_ingest_cycles_total", "site" => slug.clone(), "outcome" => "store_failed").increment(1);
+            r = ingest.cycle(Utc::now()) => match r {
+                Err(e) if e.is_lost_leadership() => {
+                    warn!(error = %e, "write refused by the fence: another instance leads this site now; stopping its ingest");
+                    metrics::counter!("vetric_ingest_cycles_total", "site" => slug.clone(), "outcome" => "lost_leadership").increment(1);
+                    // Dropping `ingest` drops its state: it is no longer the site's.
+                    return;
+                }
+                Err(e) => {
+                    warn!(error = %e, "ingest cycle not stored; the next cycle retries from the last stored state");
+                    metrics::counter!("vetric_ingest_cycles_total", "site" => slug.clone(), "outcome" => "store_failed").increment(1);
+                }
+                Ok(_) => {}
             },
         }
     }

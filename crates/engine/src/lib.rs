@@ -10,6 +10,8 @@ pub mod gateway_status;
 pub mod ingest;
 pub mod leader;
 pub mod notify;
+mod planted;
+pub mod statements;
 
 pub use dispatch::{DispatchSettings, Dispatcher, OperatorContacts, SiteDispatch, WhatsAppGateway};
 pub use gateway_status::{GatewayObservation, GatewayStatus};

@@ -264,3 +264,94 @@ async fn a_killed_leader_session_stops_the_ingest_and_hands_over() {
     assert_eq!(count(&kinds, &ENDING_KINDS), 1, "{kinds:?}");
     let _ = admin.close().await;
 }
+
+/// A fenced ingest whose fence another instance superseded stores nothing and says it lost
+/// the site; its state in memory does not move (both backends run the same fence).
+#[tokio::test]
+async fn a_superseded_fence_refuses_the_cycle_and_keeps_the_state() {
+    for db in [TestDb::sqlite().await, TestDb::postgres().await] {
+        let rig = Rig::start(&db, SimConfig::scripted()).await;
+        let fence = db
+            .store
+            .take_write_fence(rig.site, "a")
+            .await
+            .expect("fence");
+        let mut ingest = rig.ingest(rig.fast_client()).await.with_fence(fence);
+        support::accepted(&mut ingest).await;
+        rig.sim
+            .start_session(0, 1, &rig.tag(0), 7_400.0)
+            .expect("start");
+        let before = ingest.state().clone();
+        let events = rig.events().await.len();
+        db.store
+            .take_write_fence(rig.site, "b")
+            .await
+            .expect("another instance takes the site");
+        let err = ingest.cycle(chrono::Utc::now()).await.expect_err("refused");
+        assert!(err.is_lost_leadership(), "{err}");
+        assert_eq!(ingest.state(), &before, "the state did not move");
+        assert_eq!(rig.events().await.len(), events, "nothing stored");
+    }
+}
+
+/// The leader loop's answer to a refused write: it stops the site's ingest, gives the site
+/// up and tries again from the next tick — here it leads again (nobody else holds the lock),
+/// under a newer generation, and the session's events are still stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_write_makes_the_leader_give_the_site_up_and_retake_it() {
+    let db = TestDb::postgres().await;
+    let rig = Rig::start(
+        &db,
+        SimConfig {
+            chargers: 2,
+            speed: 60.0,
+            ..SimConfig::scripted()
+        },
+    )
+    .await;
+    let tx = rig
+        .sim
+        .start_session(0, 1, &rig.tag(0), 7_400.0)
+        .expect("start");
+    let (board, stop, task) = instance(&db, &rig).await;
+    within_ticks(&board, 100, async || {
+        rig.count_events("session_started").await >= 1
+    })
+    .await;
+    let first = leader_generation(&db, rig.site).await;
+    // Someone else takes the fence (as a new leader would) while the leader keeps its lock.
+    let intruder = db
+        .store
+        .take_write_fence(rig.site, "intruder")
+        .await
+        .expect("fence");
+    assert_eq!(intruder.generation, first + 1);
+    within_ticks(&board, 100, async || {
+        leader_generation(&db, rig.site).await > intruder.generation
+    })
+    .await;
+    rig.sim
+        .stop(0, 1, StopReason::EVDisconnected)
+        .expect("stop");
+    within_ticks(&board, 200, async || {
+        session_kinds(&rig.events().await)
+            .get(&tx)
+            .is_some_and(|k| count(k, &ENDING_KINDS) == 1)
+    })
+    .await;
+    assert!(leads(&board, rig.site));
+    stop.cancel();
+    task.await.expect("stops");
+    let kinds = session_kinds(&rig.events().await)[&tx].clone();
+    assert_eq!(count(&kinds, &["session_started"]), 1, "{kinds:?}");
+    assert_eq!(count(&kinds, &ENDING_KINDS), 1, "{kinds:?}");
+}
+
+async fn leader_generation(db: &TestDb, site: SiteId) -> i64 {
+    sqlx::query_scalar::<_, i64>("SELECT generation FROM site_leadership WHERE site_id = $1")
+        .bind(site)
+        .fetch_optional(db.store.pg_pool().expect("postgres"))
+        .await
+        .expect("generation")
+        .unwrap_or(0)
+}

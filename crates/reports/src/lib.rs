@@ -1,13 +1,17 @@
-//! vetric's statement files: the monthly statement written as CSV and XLSX for managers and
+//! vetric's statement files: the monthly statement written as CSV, XLSX and PDF for managers and
 //! their spreadsheets, and the vendor's XLSX export read into the domain's import report.
 //!
 //! This room does file formats only. What a statement *says* is decided by
 //! [`vetric_domain::statement`]; what an export row *means* by [`vetric_domain::vendor_export`].
 //! Here a [`Statement`](vetric_domain::Statement) becomes bytes (CSV the way Excel in Brazil
 //! opens it, XLSX with real numbers and dates), and XLSX bytes become the domain's
-//! [`CellValue`](vetric_domain::CellValue)s. PDF is not here yet (issue #8 keeps it for later).
+//! [`CellValue`](vetric_domain::CellValue)s. [`pdf`] lays the statement out as A4 PDFs (the
+//! site's and one apartment's) with krilla, and [`charts`] draws its SVG charts, shared by the
+//! web pages and the PDFs.
 
+pub mod charts;
 pub mod csv;
+pub mod pdf;
 pub mod vendor;
 pub mod xlsx;
 
@@ -30,6 +34,11 @@ pub enum ReportError {
     NotANumber(Decimal),
     #[error("writing the XLSX file failed: {0}")]
     Xlsx(#[from] rust_xlsxwriter::XlsxError),
+    /// The apartment asked for has no line on the statement.
+    #[error("the apartment {0:?} has no line on this statement")]
+    UnknownApartment(String),
+    #[error("writing the PDF file failed: {0}")]
+    Pdf(String),
 }
 
 pub(crate) fn zone(name: &str) -> Result<Tz, ReportError> {

@@ -5,7 +5,8 @@
 //! An upload is untrusted: the file is refused above [`MAX_EXPORT_BYTES`], cells are streamed
 //! (not loaded as one range) and the sheet is refused as soon as it has more than
 //! [`MAX_EXPORT_ROWS`] rows, so a zip bomb of empty-looking rows cannot exhaust memory; cells
-//! beyond column [`MAX_COLUMNS`] are ignored (the export has about ten). Only the first sheet
+//! beyond column [`MAX_COLUMNS`] are ignored (the export has about ten); before that, the zip
+//! is unpacked once under [`MAX_UNPACKED_BYTES`] (bytes really produced, not declared). Only the first sheet
 //! is read, as BILLING.md says. Rows are numbered as the user sees them in the spreadsheet
 //! (the sheet's first row may be below row 1, hence `first_row`).
 
@@ -23,6 +24,11 @@ pub const MAX_EXPORT_BYTES: u64 = 5 * 1024 * 1024;
 pub const MAX_EXPORT_ROWS: usize = 20_000;
 /// Cells right of this column (0-based) are ignored.
 pub const MAX_COLUMNS: u32 = 256;
+/// The most bytes the whole export may unpack to. A 20,000-row export unpacks to about
+/// 10 MiB; more is a zip bomb or not the export.
+pub const MAX_UNPACKED_BYTES: u64 = 64 * 1024 * 1024;
+/// Members of the zip (a plain workbook has about ten).
+pub const MAX_ZIP_ENTRIES: usize = 500;
 
 /// Why an export was refused as a whole (nothing is imported).
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +51,8 @@ pub enum ExportReadError {
     NoSheet,
     #[error("the first sheet has more than {max} rows: export a shorter period")]
     TooManyRows { max: usize },
+    #[error("the workbook unpacks to more than {max} bytes (a zip bomb, or not the export)")]
+    TooLargeUnpacked { max: u64 },
     #[error("the first sheet is not the vendor's export: {0}")]
     Sheet(#[from] ImportFileError),
 }
@@ -70,6 +78,11 @@ impl ExportReadError {
             Self::TooManyRows { max } => {
                 format!("a planilha tem mais de {max} linhas; exporte um período menor")
             }
+            Self::TooLargeUnpacked { max } => format!(
+                "a planilha descompactada passa de {} MiB (arquivo suspeito); exporte de novo \
+                 o relatório de recargas do fornecedor",
+                max / 1024 / 1024
+            ),
             Self::Sheet(e) => e.message_pt_br(),
         }
     }
@@ -101,6 +114,41 @@ fn not_xlsx(e: XlsxError) -> ExportReadError {
     ExportReadError::NotXlsx(e.to_string())
 }
 
+/// Unpacks every member of the zip once, counting the bytes actually produced (declared sizes
+/// can lie), and refuses the file past [`MAX_UNPACKED_BYTES`] or [`MAX_ZIP_ENTRIES`] before
+/// calamine sees it.
+fn check_zip(bytes: &[u8]) -> Result<(), ExportReadError> {
+    let bad = |e: zip::result::ZipError| ExportReadError::NotXlsx(format!("invalid zip: {e}"));
+    let too_big = ExportReadError::TooLargeUnpacked {
+        max: MAX_UNPACKED_BYTES,
+    };
+    let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).map_err(bad)?;
+    if archive.len() > MAX_ZIP_ENTRIES {
+        return Err(too_big);
+    }
+    let mut total: u64 = 0;
+    let mut buf = vec![0u8; 64 * 1024];
+    for i in 0..archive.len() {
+        let mut entry = archive.by_index(i).map_err(bad)?;
+        if entry.size() > MAX_UNPACKED_BYTES {
+            return Err(too_big);
+        }
+        loop {
+            let n = entry
+                .read(&mut buf)
+                .map_err(|e| ExportReadError::NotXlsx(format!("invalid compressed data: {e}")))?;
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+            if total > MAX_UNPACKED_BYTES {
+                return Err(too_big);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The first sheet's rows from `bytes` and the sheet row number of the first of them.
 fn first_sheet(bytes: &[u8]) -> Result<(Vec<Vec<CellValue>>, u32), ExportReadError> {
     let size = bytes.len() as u64;
@@ -119,6 +167,7 @@ fn first_sheet(bytes: &[u8]) -> Result<(Vec<Vec<CellValue>>, u32), ExportReadErr
             "it is not a zip container".to_owned(),
         ));
     }
+    check_zip(bytes)?;
     let mut book: Xlsx<_> = open_workbook_from_rs(Cursor::new(bytes)).map_err(not_xlsx)?;
     let name = book
         .sheet_names()

@@ -1023,6 +1023,56 @@ async fn latency_hang_and_rate_limit_toggle() {
 }
 
 #[tokio::test]
+async fn in_flight_counts_hanging_requests_until_their_client_gives_up() {
+    let h = start(SimConfig::scripted()).await;
+    let c = client();
+    let token = login(&c, &h).await;
+    assert_eq!(h.in_flight().now, 0);
+    assert_eq!(h.in_flight().peak, 1, "the login was in flight");
+    h.reset_in_flight_peak();
+    assert_eq!(h.in_flight().peak, 0);
+
+    h.set_fault(Fault::Hang);
+    let hung = |c: reqwest::Client| {
+        let url = format!("{}/api/v1/chargepoints", h.base_url());
+        let token = token.clone();
+        tokio::spawn(async move {
+            c.get(url)
+                .header("Authorization", token)
+                .timeout(Duration::from_millis(600))
+                .send()
+                .await
+                .is_err_and(|e| e.is_timeout())
+        })
+    };
+    let (a, b) = (hung(c.clone()), hung(client()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(h.in_flight().now, 2, "both wait at the hanging vendor");
+    assert!(
+        a.await.expect("task") && b.await.expect("task"),
+        "both time out"
+    );
+    // The clients hung up: the server drops their requests (no leak while the hang lasts).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while h.in_flight().now != 0 {
+        assert!(Instant::now() < deadline, "{:?}", h.in_flight());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(h.in_flight().peak, 2);
+    h.clear_fault(FaultKind::Hang);
+    // The control API is not a vendor call.
+    let f: serde_json::Value = c
+        .get(format!("{}/__sim/in_flight", h.base_url()))
+        .send()
+        .await
+        .expect("in_flight")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(f, serde_json::json!({ "now": 0, "peak": 2 }));
+}
+
+#[tokio::test]
 async fn shape_faults_toggle() {
     let h = start(SimConfig::scripted()).await;
     let c = client();

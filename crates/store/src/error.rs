@@ -61,6 +61,18 @@ pub enum StoreError {
         source: sqlx::Error,
     },
 
+    /// A fenced ingest write ([`crate::Store::write_cycle_fenced`]) found that another
+    /// instance has taken the site's leadership since this one did: nothing was written, and
+    /// the caller is no longer the site's leader (it must stop polling and drop its state).
+    #[error(
+        "lost the ingest leadership of site {site}: another instance took it (generation \
+         {generation} is no longer current); nothing was written"
+    )]
+    LostLeadership {
+        site: crate::model::SiteId,
+        generation: i64,
+    },
+
     /// The SQLite instance lock.
     #[error(transparent)]
     Lock(#[from] LockError),

@@ -1,10 +1,37 @@
 //! The ingest write: everything one poll cycle learned, in one transaction.
 
+use crate::changes::CHANGES_CHANNEL;
 use crate::error::{Ctx, StoreError};
+use crate::leadership::WriteFence;
 use crate::model::{CancelPending, CycleWrite, NewNotification, SiteId, VendorLinkRow};
 use crate::outbox::{cancel_in, enqueue_in};
-use crate::store::{Store, in_tx};
+use crate::store::{Backend, Store, in_tx};
 use chrono::Utc;
+
+/// The write fence (see `leadership.rs`): FIRST statement of a fenced write, so the row lock
+/// it takes covers everything the transaction writes after it.
+const CHECK_FENCE: &str = "UPDATE site_leadership SET last_write_at = $3 \
+     WHERE site_id = $1 AND generation = $2";
+
+/// A fenced write's transaction may sit idle (its client gone quiet mid-write) at most this
+/// long before PostgreSQL ends it, releasing the fence row a new leader's bump waits for.
+const FENCED_IDLE_LIMIT: &str = "SET LOCAL idle_in_transaction_session_timeout = '10s'";
+
+/// Wakes every instance's live pages for `$site` on commit (PostgreSQL only; on SQLite the
+/// in-process announcement after the commit is all there is). Inside the transaction, so a
+/// write that rolls back notifies nobody.
+macro_rules! notify_in {
+    ($tx:expr, $backend:expr, $site:expr) => {
+        if $backend == Backend::Postgres {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANGES_CHANNEL)
+                .bind($site.0.to_string())
+                .execute($tx)
+                .await
+                .ctx("notifying the live pages")?;
+        }
+    };
+}
 
 const UPSERT_CHARGER: &str = "INSERT INTO chargers (site_id, uuid, charge_box_id, name, vendor, \
      model, firmware, last_heartbeat, online, observed_at, changed_at) \
@@ -109,15 +136,64 @@ impl Store {
     /// (inserted or updated by vendor id, so a replayed cycle does not double them), events
     /// (appended; their ids are returned in order), unknown-tag sightings (`seen_count`
     /// incremented), the tracker state and the vendor link. Either all of it is stored or,
-    /// on any error, none of it.
+    /// on any error, none of it. On commit the site's live pages are woken (`pg_notify` on
+    /// PostgreSQL, [`Store::local_changes`] in process).
+    ///
+    /// Unfenced: for a writer that is the site's only one by construction (tests, tools, a
+    /// single process on SQLite). The ingest leader uses [`Store::write_cycle_fenced`].
     pub async fn write_cycle(
         &self,
         site: SiteId,
         cycle: &CycleWrite,
     ) -> Result<Vec<i64>, StoreError> {
+        self.write_cycle_inner(site, None, cycle).await
+    }
+
+    /// [`Store::write_cycle`] for the site of `fence`, only while `fence` is still the site's
+    /// current leadership: checked FIRST inside the transaction, under the row lock of the
+    /// site's `site_leadership` row (the ordering argument is in `leadership.rs`). When
+    /// another instance has taken the site since, nothing is written and the answer is
+    /// [`StoreError::LostLeadership`].
+    pub async fn write_cycle_fenced(
+        &self,
+        fence: &WriteFence,
+        cycle: &CycleWrite,
+    ) -> Result<Vec<i64>, StoreError> {
+        self.write_cycle_inner(fence.site, Some(fence), cycle).await
+    }
+
+    async fn write_cycle_inner(
+        &self,
+        site: SiteId,
+        fence: Option<&WriteFence>,
+        cycle: &CycleWrite,
+    ) -> Result<Vec<i64>, StoreError> {
         let now = Utc::now();
         let at = cycle.observed_at;
-        let ids = in_tx!(self, |tx, _backend| {
+        let ids = in_tx!(self, |tx, backend| {
+            if let Some(fence) = fence {
+                if backend == Backend::Postgres {
+                    sqlx::query(FENCED_IDLE_LIMIT)
+                        .execute(&mut *tx)
+                        .await
+                        .ctx("limiting the write's idle time")?;
+                }
+                let matched = sqlx::query(CHECK_FENCE)
+                    .bind(site)
+                    .bind(fence.generation)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .ctx("checking the ingest write fence")?
+                    .rows_affected();
+                if matched != 1 {
+                    // Returning drops the transaction: it rolls back (it wrote nothing yet).
+                    return Err(StoreError::LostLeadership {
+                        site,
+                        generation: fence.generation,
+                    });
+                }
+            }
             for c in &cycle.chargers {
                 sqlx::query(UPSERT_CHARGER)
                     .bind(site)
@@ -215,8 +291,12 @@ impl Store {
             for c in &cycle.cancellations {
                 cancel_in!(tx, site, c, now);
             }
+            // Every cycle changes something shown (at least the link's "updated at"), so
+            // every committed cycle wakes the live pages; they re-render only on a change.
+            notify_in!(&mut *tx, backend, site);
             ids
         });
+        self.announce_local(site);
         Ok(ids)
     }
 
@@ -231,7 +311,7 @@ impl Store {
         cancellations: &[CancelPending],
     ) -> Result<(), StoreError> {
         let now = Utc::now();
-        in_tx!(self, |tx, _backend| {
+        in_tx!(self, |tx, backend| {
             upsert_link!(&mut *tx, site, link);
             for n in notifications {
                 enqueue_in!(&mut *tx, Some(site), n, now);
@@ -239,7 +319,9 @@ impl Store {
             for c in cancellations {
                 cancel_in!(tx, site, c, now);
             }
+            notify_in!(&mut *tx, backend, site);
         });
+        self.announce_local(site);
         Ok(())
     }
 }

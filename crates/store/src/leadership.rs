@@ -30,6 +30,33 @@
 //! ([`crate::InstanceLock`]), so this process is always the leader: the same interface, no
 //! connection, every `try_lock` succeeds.
 //!
+//! **The write fence.** A lock alone cannot stop a write the old leader already has in flight
+//! when its lock connection dies: the server frees the lock at once, but the old leader's
+//! write transaction runs on a pooled connection and may still commit after the new leader
+//! read the state, doubling that cycle's events. So every leadership also has a fencing
+//! token, the site's `generation` in `site_leadership` (migration 0008):
+//!
+//! 1. the new leader, holding the advisory lock, bumps it ([`Store::take_write_fence`]:
+//!    `INSERT … ON CONFLICT DO UPDATE SET generation = generation + 1 … RETURNING`) and only
+//!    then reads the site's state;
+//! 2. every ingest write ([`Store::write_cycle_fenced`]) starts with
+//!    `UPDATE site_leadership SET last_write_at = … WHERE site_id = $1 AND generation = $2`
+//!    in its own transaction, and writes nothing (error [`StoreError::LostLeadership`]) when
+//!    no row matched.
+//!
+//! Why that closes the window (PostgreSQL, READ COMMITTED). The fence UPDATE takes the row
+//! lock of the site's `site_leadership` row and keeps it until its transaction ends. Either
+//! the old leader's fence UPDATE comes first: then the new leader's bump waits for that row
+//! lock, so it returns only after the old write committed (or rolled back), and the state the
+//! new leader reads afterwards includes that write — its events are not derived again. Or the
+//! bump comes first: then the old leader's UPDATE (waiting for the bump's row lock if needed,
+//! and re-checking its WHERE on the new row version) finds `generation` moved on, matches
+//! nothing, and its transaction writes nothing. There is no third order. A write transaction
+//! also sets `idle_in_transaction_session_timeout` locally, so an old leader that vanished
+//! mid-write (network gone) cannot hold the row lock, and with it the hand-over, for longer
+//! than that. On SQLite the same statements run (one serving process, so the fence never
+//! refuses there, but the code and its tests are the same).
+//!
 //! [`LeadershipBoard`] is the plain-data view of "who leads what here" that `/health` and
 //! `/metrics` read; the engine's leader loop keeps it current.
 
@@ -236,6 +263,45 @@ impl LeaderConnection {
             .await;
             let _ = tokio::time::timeout(QUERY_TIMEOUT, c.close()).await;
         }
+    }
+}
+
+/// The fencing token of one site's ingest leadership: the `generation` this instance set when
+/// it took the site (see the module doc). Give it to [`Store::write_cycle_fenced`]; once
+/// another instance takes the site, writes with it are refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteFence {
+    pub site: SiteId,
+    pub generation: i64,
+}
+
+const BUMP_GENERATION: &str = "INSERT INTO site_leadership (site_id, generation, holder, \
+     acquired_at, last_write_at) VALUES ($1, 1, $2, $3, NULL) \
+     ON CONFLICT (site_id) DO UPDATE SET generation = site_leadership.generation + 1, \
+     holder = excluded.holder, acquired_at = excluded.acquired_at \
+     RETURNING generation";
+
+impl Store {
+    /// Makes this instance the only one whose ingest writes of `site` are accepted: bumps the
+    /// site's generation and returns it. Call it while holding the site's leadership lock,
+    /// and BEFORE reading the site's state: on PostgreSQL the bump waits until a write of the
+    /// previous leader that passed its fence has ended, so the state read afterwards
+    /// includes it (module doc). `holder` names this instance ([`instance_id`]).
+    pub async fn take_write_fence(
+        &self,
+        site: SiteId,
+        holder: &str,
+    ) -> Result<WriteFence, StoreError> {
+        let now = Utc::now();
+        let generation =
+            crate::store::with_pool!(self, |pool| sqlx::query_scalar::<_, i64>(BUMP_GENERATION)
+                .bind(site)
+                .bind(holder)
+                .bind(now)
+                .fetch_one(pool)
+                .await
+                .ctx("taking the ingest write fence"))?;
+        Ok(WriteFence { site, generation })
     }
 }
 

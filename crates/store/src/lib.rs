@@ -28,11 +28,13 @@ mod import;
 mod ingest;
 mod invites;
 mod leadership;
+mod library;
 mod lock;
 mod manage;
 mod model;
 mod outbox;
 mod outbox_views;
+mod planted;
 mod reads;
 mod statements;
 mod store;
@@ -49,7 +51,7 @@ pub use backup::{
     BackupError, BackupInfo, VerifiedBackup, find_pg_tool, pg_dump, pg_restore, restore_sqlite,
     split_pg_password, verify_sqlite_backup,
 };
-pub use changes::SiteChangeMarker;
+pub use changes::{CHANGES_CHANNEL, ChangeListener, ChangeNotice, SiteChangeMarker};
 pub use error::{StoreError, redact_url};
 pub use import::ImportResident;
 pub use invites::{
@@ -58,7 +60,11 @@ pub use invites::{
 };
 pub use leadership::{
     INGEST_LOCK_NAMESPACE, LeaderConnection, LeadershipBoard, LeadershipError,
-    QUERY_TIMEOUT as LEADERSHIP_QUERY_TIMEOUT, SiteLeadership, ingest_lock_key, instance_id,
+    QUERY_TIMEOUT as LEADERSHIP_QUERY_TIMEOUT, SiteLeadership, WriteFence, ingest_lock_key,
+    instance_id,
+};
+pub use library::{
+    IssuedMonthVersion, NewRejectedRow, NewReportFile, RejectedImportRow, ReportFileRow,
 };
 pub use lock::{InstanceLock, LockError, LockHolder};
 pub use manage::{ApartmentRow, ResidentUpdate, TagGrant};

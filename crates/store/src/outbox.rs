@@ -295,6 +295,28 @@ const CLAIM_PG: &str = "WITH picked AS MATERIALIZED (SELECT id FROM outbox \
      o.status, o.not_before, o.next_attempt_at, o.attempts, o.lease_owner, o.lease_until, \
      o.gateway_message_id, o.last_error, o.reason, o.created_at, o.updated_at, o.sent_at";
 
+/// Planted bug `no-skip-locked` (test builds only, [`crate::planted`]): the claim with its row
+/// lock dropped — no `FOR UPDATE SKIP LOCKED` in the pick and no `status = 'pending'` re-check in
+/// the update, i.e. "read the due rows, then mark them". Two dispatchers whose claims overlap
+/// both get the same rows and both send them.
+///
+/// Why this variant: dropping only `SKIP LOCKED` keeps `FOR UPDATE`, so a second claimer waits
+/// for the first to commit and then skips the rows it re-reads as `sending` — slower, never
+/// doubled. Dropping the lock but keeping the re-check is still safe under READ COMMITTED:
+/// the update waits on the first claimer's row locks and re-evaluates `o.status = 'pending'`
+/// on the new row version (checked by hand with two psql sessions). Neither is a bug the
+/// suite should catch; the lock-free claim is.
+const CLAIM_PG_NO_LOCK: &str = "WITH picked AS MATERIALIZED (SELECT id FROM outbox \
+       WHERE status = 'pending' AND not_before <= $3 AND next_attempt_at <= $3 \
+       ORDER BY id LIMIT $4) \
+     UPDATE outbox o SET status = 'sending', lease_owner = $1, \
+     lease_until = $2, attempts = o.attempts + 1, updated_at = $3 \
+     FROM picked WHERE o.id = picked.id \
+     RETURNING o.id, o.site_id, o.dedup_key, o.rule, o.audience, o.channel, \
+     o.resident_id, o.recipient, o.scope, o.session_vendor_id, o.subject, o.body, o.ref_code, \
+     o.status, o.not_before, o.next_attempt_at, o.attempts, o.lease_owner, o.lease_until, \
+     o.gateway_message_id, o.last_error, o.reason, o.created_at, o.updated_at, o.sent_at";
+
 /// One statement, so atomic; SQLite has one writer and one dispatcher per store.
 const CLAIM_SQLITE: &str = "UPDATE outbox SET status = 'sending', lease_owner = $1, \
      lease_until = $2, attempts = attempts + 1, updated_at = $3 \
@@ -473,14 +495,20 @@ impl Store {
     ) -> Result<Vec<OutboxRow>, StoreError> {
         let until = now + lease;
         let mut rows: Vec<OutboxRow> = match &self.db {
-            crate::store::Db::Postgres(pool) => sqlx::query_as(CLAIM_PG)
+            crate::store::Db::Postgres(pool) => {
+                sqlx::query_as(if crate::planted::planted("no-skip-locked") {
+                    CLAIM_PG_NO_LOCK
+                } else {
+                    CLAIM_PG
+                })
                 .bind(owner)
                 .bind(until)
                 .bind(now)
                 .bind(limit)
                 .fetch_all(pool)
                 .await
-                .ctx("claiming due notifications")?,
+                .ctx("claiming due notifications")?
+            }
             crate::store::Db::Sqlite(pool) => sqlx::query_as(CLAIM_SQLITE)
                 .bind(owner)
                 .bind(until)

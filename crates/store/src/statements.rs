@@ -14,7 +14,7 @@
 
 use crate::accounts::{AuditEntry, UserId, audit_in};
 use crate::error::{Ctx, StoreError};
-use crate::model::SiteId;
+use crate::model::{NewNotification, SiteId};
 use crate::store::{Store, in_tx, with_pool};
 use crate::tariffs::lock_site_in;
 use chrono::{DateTime, TimeDelta, Utc};
@@ -78,7 +78,7 @@ pub struct IssuedVersion {
 }
 
 #[derive(sqlx::FromRow)]
-struct SessionRaw {
+pub(crate) struct SessionRaw {
     vendor_id: i64,
     charger: String,
     tag: Option<String>,
@@ -142,7 +142,10 @@ fn precision_str(p: TimePrecision) -> &'static str {
     }
 }
 
-fn decode_session(raw: SessionRaw, source: SessionSource) -> Result<SessionRecord, StoreError> {
+pub(crate) fn decode_session(
+    raw: SessionRaw,
+    source: SessionSource,
+) -> Result<SessionRecord, StoreError> {
     let corrupt = |why: String| StoreError::Corrupt {
         what: format!("session {}: {why}", raw.vendor_id),
     };
@@ -300,6 +303,19 @@ impl Store {
         sessions: &[SessionRecord],
         audit: &AuditEntry,
     ) -> Result<ImportOutcome, StoreError> {
+        self.import_export(site, batch, sessions, &[], audit).await
+    }
+
+    /// As [`Self::import_sessions`], also keeping the rows the import report refused
+    /// (`rejected`, listed later by [`Self::rejected_import_rows`]), in the same transaction.
+    pub async fn import_export(
+        &self,
+        site: SiteId,
+        batch: &NewImportBatch,
+        sessions: &[SessionRecord],
+        rejected: &[crate::library::NewRejectedRow],
+        audit: &AuditEntry,
+    ) -> Result<ImportOutcome, StoreError> {
         if let Some(s) = sessions
             .iter()
             .find(|s| s.source != SessionSource::Imported)
@@ -368,6 +384,25 @@ impl Store {
                 .execute(&mut *tx)
                 .await
                 .ctx("recording an import batch")?;
+            for r in rejected {
+                let raw = serde_json::to_string(&r.raw).map_err(|e| StoreError::Corrupt {
+                    what: format!("rejected row {}: {e}", r.line),
+                })?;
+                sqlx::query(
+                    "INSERT INTO import_rejected_rows (site_id, batch_id, line, month, \
+                     vendor_id, reason, raw) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(site)
+                .bind(batch_id)
+                .bind(i64::from(r.line))
+                .bind(r.month.map(|m| m.to_string()))
+                .bind(r.vendor_id)
+                .bind(&r.reason)
+                .bind(raw)
+                .execute(&mut *tx)
+                .await
+                .ctx("storing a rejected import row")?;
+            }
             let own: BTreeSet<i64> = sqlx::query_scalar::<_, i64>(
                 "SELECT s.vendor_id FROM sessions s JOIN imported_sessions i \
                  ON i.site_id = s.site_id AND i.vendor_id = s.vendor_id \
@@ -413,6 +448,24 @@ impl Store {
         input: &StatementInput,
         audit: &AuditEntry,
     ) -> Result<IssuedStatement, StoreError> {
+        self.issue_statement_with_messages(site, input, audit, |_| Vec::new())
+            .await
+    }
+
+    /// [`Self::issue_statement`] that also enqueues, in the same transaction, the notifications
+    /// `messages` makes for the new version (its argument): the announcements of the issue
+    /// (issue #8 item 8). A dedup key already in the outbox enqueues nothing; a failure to
+    /// enqueue rolls the whole issue back, so a version never exists without its messages.
+    pub async fn issue_statement_with_messages<F>(
+        &self,
+        site: SiteId,
+        input: &StatementInput,
+        audit: &AuditEntry,
+        messages: F,
+    ) -> Result<IssuedStatement, StoreError>
+    where
+        F: Fn(i64) -> Vec<NewNotification> + Sync,
+    {
         let statement = compute(input);
         let corrupt = |e: serde_json::Error| StoreError::Corrupt {
             what: format!("a statement that cannot be written as JSON: {e}"),
@@ -447,12 +500,19 @@ impl Store {
             .fetch_one(&mut *tx)
             .await
             .ctx("issuing a statement")?;
+            let mut enqueued = 0_usize;
+            for n in &messages(version) {
+                if crate::outbox::enqueue_in!(&mut *tx, Some(site), n, audit.at).is_some() {
+                    enqueued += 1;
+                }
+            }
             let detail = serde_json::json!({
                 "site_id": site.0,
                 "month": month,
                 "version": version,
                 "statement_id": id,
                 "total": total,
+                "notifications": enqueued,
             });
             audit_in!(tx, &with_detail(audit, detail));
             (id, version)
@@ -529,5 +589,24 @@ impl Store {
         .fetch_all(pool)
         .await
         .ctx("listing statement versions"))
+    }
+}
+
+impl Store {
+    /// The addresses an issued statement of `site` is e-mailed to: its managers — active users
+    /// with the `manager` role who may see the site and have accepted their invite — in
+    /// address order. Admins are left out on purpose: they run every site and are not the
+    /// condominium's managers (they read statements on the site's page).
+    pub async fn site_manager_emails(&self, site: SiteId) -> Result<Vec<String>, StoreError> {
+        with_pool!(self, |pool| sqlx::query_scalar::<_, String>(
+            "SELECT u.email FROM users u JOIN user_sites us ON us.user_id = u.id \
+             WHERE us.site_id = $1 AND u.role = 'manager' AND u.active \
+             AND u.password_hash <> $2 ORDER BY lower(u.email)"
+        )
+        .bind(site)
+        .bind(crate::invites::PENDING_PASSWORD_HASH)
+        .fetch_all(pool)
+        .await
+        .ctx("listing the managers of a site"))
     }
 }

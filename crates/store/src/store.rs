@@ -36,6 +36,9 @@ pub(crate) enum Db {
 pub struct Store {
     pub(crate) db: Db,
     url: String,
+    /// Sites whose shown state this process just committed (see [`Store::local_changes`]);
+    /// shared by every clone, so the web's live hub hears the ingest of the same process.
+    pub(crate) changed: tokio::sync::broadcast::Sender<crate::model::SiteId>,
 }
 
 impl fmt::Debug for Store {
@@ -176,6 +179,7 @@ impl Store {
         Ok(Self {
             db: Db::Sqlite(pool),
             url: shown,
+            changed: crate::changes::local_channel(),
         })
     }
 
@@ -208,6 +212,7 @@ impl Store {
         Ok(Self {
             db: Db::Postgres(pool),
             url: shown,
+            changed: crate::changes::local_channel(),
         })
     }
 

@@ -20,7 +20,14 @@ use url::Url;
 use vetric_domain::{Secret, Slug};
 
 /// Environment variables that start with `VETRIC_` but are not configuration keys.
-const NON_CONFIG_ENV: &[&str] = &["VETRIC_LOG", "VETRIC_LOG_FORMAT", "VETRIC_CONFIG"];
+/// `VETRIC_PLANTED_BUG` switches on a deliberate bug in test builds only (the `planted`
+/// modules of the store, the engine and the CVE-Pro client); release builds ignore it.
+const NON_CONFIG_ENV: &[&str] = &[
+    "VETRIC_LOG",
+    "VETRIC_LOG_FORMAT",
+    "VETRIC_CONFIG",
+    "VETRIC_PLANTED_BUG",
+];
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -196,6 +203,9 @@ pub struct CveProSiteConfig {
     pub email: String,
     pub password: Secret,
     pub poll_interval: Duration,
+    /// `request_timeout_s` (default 30, the contract's A7): one HTTP attempt, connect to last
+    /// byte. A vendor that accepts and never answers costs at most this per attempt.
+    pub request_timeout: Duration,
 }
 
 /// One thing wrong with the configuration, at a key path such as `sites[0].cvepro.base_url`.
@@ -681,6 +691,13 @@ fn parse_cvepro(
     if poll_interval < Duration::from_secs(1) {
         problems.push(&s.path("poll_interval_s"), "must be at least 1 second");
     }
+    let request_timeout = s.seconds("request_timeout_s", 30, problems);
+    if !(1..=300).contains(&request_timeout.as_secs()) {
+        problems.push(
+            &s.path("request_timeout_s"),
+            "must be between 1 and 300 seconds",
+        );
+    }
     s.finish(problems);
     Some(CveProSiteConfig {
         base_url: base_url?,
@@ -688,6 +705,7 @@ fn parse_cvepro(
         email: email?,
         password: password?,
         poll_interval,
+        request_timeout,
     })
 }
 
@@ -1300,7 +1318,28 @@ mod tests {
         assert_eq!(site.offline_after, Duration::from_secs(600));
         let cve = site.cvepro.as_ref().unwrap();
         assert_eq!(cve.poll_interval, Duration::from_secs(10));
+        assert_eq!(cve.request_timeout, Duration::from_secs(30));
         assert_eq!(cve.password.expose(), "p");
+    }
+
+    #[test]
+    fn the_vendor_request_timeout_is_bounded() {
+        let with = |v: &str| {
+            GOOD.replace(
+                "password = \"p\"",
+                &format!("password = \"p\"\n        request_timeout_s = {v}"),
+            )
+        };
+        let c = parse_ok(&with("2"));
+        let cve = c.sites[0].cvepro.as_ref().unwrap();
+        assert_eq!(cve.request_timeout, Duration::from_secs(2));
+        for bad in ["0", "301"] {
+            assert_eq!(
+                problems(&with(bad), &[]),
+                ["sites[0].cvepro.request_timeout_s: must be between 1 and 300 seconds"],
+                "{bad}"
+            );
+        }
     }
 
     #[test]

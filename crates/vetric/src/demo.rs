@@ -5,6 +5,11 @@
 //! The Evolution (WhatsApp) simulator runs in process too, configured as a gateway that stores
 //! messages, so notifications flow to it and show in the notification log as sent.
 //!
+//! Operator alerts go to an in-process webhook receiver and e-mail (the managers' statement
+//! e-mails, say) to an in-process SMTP sink: each one received is logged as one line —
+//! `demo alert sink: …` or `demo mail sink: …` — so the alerts a real deployment sends to its
+//! operators are visible in the demo's log (issue #6).
+//!
 //! It writes `DIR/vetric.toml` so that other commands (`vetric status --config DIR/vetric.toml`)
 //! look at the same store while the demo runs, then serves exactly as `vetric serve` does.
 
@@ -15,6 +20,7 @@ use chrono::{NaiveDate, TimeZone};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 use vetric_domain::Tag;
@@ -23,9 +29,19 @@ use vetric_sim::evolution::{
     DEFAULT_API_KEY as EVOLUTION_API_KEY, DEFAULT_INSTANCE as EVOLUTION_INSTANCE, EvolutionSim,
     EvolutionSimConfig,
 };
+use vetric_sim::smtp::{SmtpSink, SmtpSinkHandle};
+use vetric_sim::webhook::{WebhookReceiver, WebhookReceiverHandle};
 use vetric_store::{NewResident, SiteId, Store};
 
+mod history;
+
 pub const DEMO_SITE_SLUG: &str = "jardim-palmeiras";
+
+/// The demo's webhook secret: the receiver runs in the same process and the config file that
+/// holds it is the demo's own, so it protects nothing and need not be random.
+const DEMO_WEBHOOK_SECRET: &str = "vetric-demo-webhook-secret-not-for-production";
+/// The operators' address of the demo (alerts go to the webhook; this only names the sender).
+const DEMO_MAIL_FROM: &str = "vetric-demo@example.com";
 
 #[derive(clap::Args)]
 pub struct DemoArgs {
@@ -88,6 +104,19 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     )
     .await
     .context("starting the Evolution (WhatsApp) simulator")?;
+    let alert_sink = Arc::new(
+        WebhookReceiver::start(DEMO_WEBHOOK_SECRET)
+            .await
+            .context("starting the demo's alert receiver")?,
+    );
+    let (mail_addr, mail_sink) = SmtpSink::start()
+        .await
+        .context("starting the demo's mail sink")?;
+    let mail_sink = Arc::new(mail_sink);
+    let sinks = Sinks {
+        alert_url: alert_sink.url(),
+        smtp: mail_addr,
+    };
     let config_path = data_dir.join("vetric.toml");
     write_config(
         &config_path,
@@ -96,13 +125,38 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         sim.base_url(),
         whatsapp.base_url(),
         &sim.fleet(),
+        Some(&sinks),
     )?;
+    let stop_watch = CancellationToken::new();
+    let watcher = tokio::spawn(watch_sinks(
+        alert_sink.clone(),
+        mail_sink.clone(),
+        stop_watch.clone(),
+    ));
     let cfg = config::load(&config_path, &std::collections::BTreeMap::new())?;
 
     let (store, sites) = serve::open_store(&cfg).await?;
     let mut logins = Vec::new();
     if let Some((site_id, _)) = sites.first() {
         seed_residents(&store, *site_id, &sim.fleet()).await?;
+        let seeded = history::seed(
+            &store,
+            *site_id,
+            &sim.fleet(),
+            chrono_tz::America::Sao_Paulo,
+            args.seed,
+            chrono::Utc::now(),
+        )
+        .await
+        .context("seeding the demo's charging history")?;
+        if seeded.imported > 0 {
+            info!(
+                sessions = seeded.imported,
+                months = seeded.months,
+                "demo charging history imported ({})",
+                history::BATCH_NAME
+            );
+        }
         logins = crate::accounts::ensure_demo_accounts(&store, *site_id).await?;
     }
 
@@ -121,6 +175,14 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         "  whatsapp:  {} (simulated gateway; control API under /__sim/)",
         whatsapp.base_url()
     );
+    println!(
+        "  alerts:    {} (operator alerts; each is logged as \"demo alert sink: …\")",
+        sinks.alert_url
+    );
+    println!(
+        "  e-mail:    smtp://{} (mail sink; each mail is logged as \"demo mail sink: …\")",
+        sinks.smtp
+    );
     println!("  store:     {}", db_path.display());
     // DESIGN.md: this is the only place a password is ever printed. Accounts survive a
     // restart; their passwords are reset at every start so these lines always work.
@@ -134,9 +196,60 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     );
 
     serve::run(cfg, claimed, store, sites, CancellationToken::new()).await?;
+    stop_watch.cancel();
+    let _ = watcher.await;
     sim.shutdown().await;
     whatsapp.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where the demo's in-process receivers listen.
+struct Sinks {
+    alert_url: String,
+    smtp: SocketAddr,
+}
+
+/// Logs one line per alert the webhook receiver got and per mail the SMTP sink accepted,
+/// checking every second, until `stop`.
+async fn watch_sinks(
+    alerts: Arc<WebhookReceiverHandle>,
+    mails: Arc<SmtpSinkHandle>,
+    stop: CancellationToken,
+) {
+    let (mut seen_alerts, mut seen_mails) = (0, 0);
+    let one_line = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ");
+    loop {
+        let requests = alerts.requests();
+        for r in requests.iter().skip(seen_alerts) {
+            let field = |k: &str| {
+                r.json
+                    .as_ref()
+                    .and_then(|j| j.get(k))
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            info!(
+                "demo alert sink: [{}] {}",
+                field("rule"),
+                one_line(&field("text"))
+            );
+        }
+        seen_alerts = requests.len();
+        let received = mails.mails();
+        for m in received.iter().skip(seen_mails) {
+            info!(
+                "demo mail sink: to {} — {}",
+                m.rcpt_to.join(", "),
+                one_line(m.subject.as_deref().unwrap_or("(sem assunto)"))
+            );
+        }
+        seen_mails = received.len();
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+    }
 }
 
 fn write_config(
@@ -146,12 +259,34 @@ fn write_config(
     sim_url: &str,
     whatsapp_url: &str,
     fleet: &Fleet,
+    sinks: Option<&Sinks>,
 ) -> anyhow::Result<()> {
     let sim = SimConfig::for_cli(args.chargers, args.seed, args.speed);
+    // Top-level sections come before `[[sites]]` (TOML: keys after a table header belong to
+    // that table).
+    let sink_sections = sinks.map_or_else(String::new, |s| {
+        format!(
+            "# Operator alerts (vendor down, gateway down…) go to the demo's own webhook\n\
+             # receiver and e-mail to its SMTP sink; both log what they get.\n\
+             [alerts]\n\
+             webhook_url = {url:?}\n\
+             webhook_secret = {secret:?}\n\n\
+             [smtp]\n\
+             host = \"127.0.0.1\"\n\
+             port = {port}\n\
+             from = {from:?}\n\
+             starttls = false\n\n",
+            url = s.alert_url,
+            secret = DEMO_WEBHOOK_SECRET,
+            port = s.smtp.port(),
+            from = DEMO_MAIL_FROM,
+        )
+    });
     let text = format!(
         "# Written by `vetric demo`; rewritten at every start (the simulator's port changes).\n\
          listen = {listen:?}\n\
          database_url = {db:?}\n\n\
+         {sink_sections}\
          [[sites]]\n\
          slug = {slug:?}\n\
          name = {name:?}\n\

@@ -238,7 +238,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Statement(args) => {
             let cfg = config::load(&args.config, &config::vetric_env())?;
             let (store, sites) = serve::open_store(&cfg).await?;
-            statement::run(args, &store, &sites).await
+            statement::run(args, &store, &sites, cfg.public_url.as_ref()).await
         }
         Command::Migrate { config } => {
             let cfg = config::load(&config, &config::vetric_env())?;

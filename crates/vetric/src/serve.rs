@@ -202,13 +202,15 @@ pub async fn run(
             info!(site = %site.slug, "no [sites.cvepro] configured; not polling this site");
             continue;
         };
-        let client = CveProClient::new(CveProConfig::new(
+        let mut cve_config = CveProConfig::new(
             cve.base_url.clone(),
             cve.api_key.clone(),
             cve.email.clone(),
             cve.password.clone(),
-        ))
-        .with_context(|| format!("building the CVE-Pro client of site {}", site.slug))?;
+        );
+        cve_config.request_timeout = cve.request_timeout;
+        let client = CveProClient::new(cve_config)
+            .with_context(|| format!("building the CVE-Pro client of site {}", site.slug))?;
         let mut settings = ingest_settings(&site, cve.poll_interval);
         settings.notify = crate::dispatch::site_notify(&config, &site);
         // Read once here so a stored state that cannot be read stops the start (the leader

@@ -6,7 +6,10 @@
 //! writes it as JSON (default, on stdout), CSV or XLSX. `--import` alone only previews: it
 //! prints the per-row import report on stderr and stores nothing, as the import page does
 //! before the user confirms; `--commit` is that confirmation. `--issue` freezes the draft as
-//! the month's next version, printing first how it differs per apartment from the last one.
+//! the month's next version, printing first how it differs per apartment from the last one, and
+//! enqueues its announcements exactly as the web's "Emitir" button does
+//! ([`vetric_engine::statements::issue`]: the managers' e-mail, the residents' summaries when
+//! the site opted in).
 //! `--issued` shows the latest issued version instead of a draft.
 //!
 //! Messages for the person at the terminal go to stderr; stdout carries only the document.
@@ -49,13 +52,17 @@ pub struct StatementArgs {
     pub commit: bool,
     #[arg(long, value_enum, default_value = "json")]
     pub format: OutputFormat,
-    /// Write to FILE instead of stdout (required for xlsx).
+    /// Write to FILE instead of stdout (required for xlsx and pdf).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
     /// With --format csv: one line per session (with its peak/off-peak split) instead of one
     /// per apartment.
     #[arg(long)]
     pub detail: bool,
+    /// With --format pdf: that apartment's statement instead of the site's ("sem morador" for
+    /// the sessions nobody owned).
+    #[arg(long, value_name = "APT")]
+    pub apartment: Option<String>,
     /// Freeze the draft as the month's next version (the differences from the last version
     /// are printed first).
     #[arg(long, conflicts_with = "issued")]
@@ -96,17 +103,16 @@ struct ImportSummary<'a> {
 fn check_flags(args: &StatementArgs) -> anyhow::Result<LocalMonth> {
     let month = LocalMonth::parse(&args.month).map_err(|e| anyhow::anyhow!("--month: {e}"))?;
     match args.format {
-        OutputFormat::Pdf => bail!(
-            "--format pdf is not available yet (the PDF statement comes with a later release); \
-             use --format json, csv or xlsx"
-        ),
-        OutputFormat::Xlsx if args.out.is_none() => {
-            bail!("--format xlsx writes a binary file: give --out FILE")
+        OutputFormat::Xlsx | OutputFormat::Pdf if args.out.is_none() => {
+            bail!("--format xlsx and pdf write a binary file: give --out FILE")
         }
         _ => {}
     }
     if args.detail && args.format != OutputFormat::Csv {
         bail!("--detail only applies to --format csv");
+    }
+    if args.apartment.is_some() && args.format != OutputFormat::Pdf {
+        bail!("--apartment only applies to --format pdf");
     }
     if args.issue && args.import.is_some() && !args.commit {
         bail!("--issue with --import needs --commit: an issued statement only holds stored rows");
@@ -217,6 +223,7 @@ pub async fn run(
     args: StatementArgs,
     store: &Store,
     sites: &[(SiteId, SiteConfig)],
+    public_url: Option<&url::Url>,
 ) -> anyhow::Result<ExitCode> {
     let month = check_flags(&args)?;
     let (site_id, site) = find_site(sites, &args.site)?;
@@ -302,10 +309,13 @@ pub async fn run(
                     let audit =
                         AuditEntry::new(now, None, "statement_issue", format!("site:{site_id}"))
                             .with_detail(serde_json::json!({ "via": "cli" }));
-                    let issued = store
-                        .issue_statement(site_id, &input, &audit)
-                        .await
-                        .context("issuing the statement")?;
+                    // The one issuing path (as the web's button): the managers' e-mail and,
+                    // if the site opted in, the residents' summaries are enqueued with it.
+                    let ctx = vetric_engine::statements::IssueContext::new(public_url);
+                    let issued =
+                        vetric_engine::statements::issue(store, site_id, &input, &audit, &ctx)
+                            .await
+                            .context("issuing the statement")?;
                     eprintln!(
                         "emitida a versão {} do extrato de {month} ({})",
                         issued.version,
@@ -351,8 +361,24 @@ pub async fn run(
         OutputFormat::Csv if args.detail => vetric_reports::csv::sessions(&statement)?,
         OutputFormat::Csv => vetric_reports::csv::summary(&statement),
         OutputFormat::Xlsx => vetric_reports::xlsx::statement(&statement)?,
-        // Refused by check_flags before anything was read.
-        OutputFormat::Pdf => bail!("--format pdf is not available yet"),
+        OutputFormat::Pdf => {
+            let meta = vetric_reports::pdf::PdfMeta {
+                generated_at: issued_at.unwrap_or(now),
+                version,
+                logo_svg: None,
+            };
+            match args.apartment.as_deref() {
+                None => vetric_reports::pdf::site_statement(&statement, &meta)?,
+                Some(apt) => {
+                    // "sem morador" names the unassigned line unless an apartment is so called.
+                    let apt = Some(apt).filter(|a| {
+                        *a != vetric_domain::UNASSIGNED_LABEL || statement.line(Some(a)).is_some()
+                    });
+                    vetric_reports::pdf::apartment_statement(&statement, apt, &meta)
+                        .map_err(|e| anyhow::anyhow!("--apartment: {e}"))?
+                }
+            }
+        }
     };
     write_output(args.out.as_deref(), &bytes)?;
     Ok(ExitCode::SUCCESS)
@@ -380,7 +406,10 @@ mod tests {
     #[test]
     fn flags_are_checked_before_the_store_is_opened() {
         let pdf = check_flags(&args(&["--format", "pdf"]).unwrap()).unwrap_err();
-        assert!(pdf.to_string().contains("not available yet"), "{pdf}");
+        assert!(pdf.to_string().contains("--out"), "{pdf}");
+        assert!(check_flags(&args(&["--format", "pdf", "--out", "f.pdf"]).unwrap()).is_ok());
+        let apt = check_flags(&args(&["--apartment", "101"]).unwrap()).unwrap_err();
+        assert!(apt.to_string().contains("--format pdf"), "{apt}");
         let xlsx = check_flags(&args(&["--format", "xlsx"]).unwrap()).unwrap_err();
         assert!(xlsx.to_string().contains("--out"), "{xlsx}");
         let issue = check_flags(&args(&["--import", "e.xlsx", "--issue"]).unwrap()).unwrap_err();

@@ -802,3 +802,232 @@ async fn a_csv_import_with_one_bad_row_reports_that_row() {
     );
     sim.shutdown().await;
 }
+
+/// The statements issue's "Done when": on the demo (`vetric demo`, as a person starts it), the
+/// admin printed on its stdout logs in, opens the demo site's statements for the previous
+/// local month (the page's default), presses "Emitir extrato" (and its confirmation, if the
+/// page asks), sees "Versão 1" with its total; then the PDF and the XLSX of that version,
+/// fetched over HTTP with the browser's own session cookie, carry the same total (the PDF read
+/// with poppler's `pdftotext`, the XLSX with calamine).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_is_issued_and_its_files_match_the_page() {
+    use chrono::Datelike;
+    require_chromium();
+    let dir = scratch_dir();
+    let listen = free_local_addr();
+    let base = format!("http://{listen}");
+    let mut vetric = VetricProcess::spawn(
+        Path::new(BIN),
+        &[
+            "demo",
+            "--listen",
+            &listen.to_string(),
+            "--data-dir",
+            dir.path().to_str().expect("utf-8 path"),
+            "--chargers",
+            "2",
+        ],
+        &[("VETRIC_LOG", "info")],
+    );
+    let admin_line = vetric
+        .wait_for_stdout(Duration::from_secs(60), |l| l.starts_with("admin: "))
+        .await;
+    let mut parts = admin_line.split_whitespace().skip(1);
+    let (email, password) = (
+        parts.next().expect("admin e-mail").to_owned(),
+        parts.next().expect("admin password").to_owned(),
+    );
+    vetric.wait_live(&base, Duration::from_secs(30)).await;
+    let ui = Ui::launch(base.clone(), vetric).await;
+
+    ui.goto("/login").await;
+    ui.wait_until(
+        "the login form",
+        SOON,
+        "!!document.querySelector('form #email')",
+    )
+    .await;
+    for (selector, text) in [("#email", email.as_str()), ("#password", password.as_str())] {
+        ui.page
+            .find_element(selector)
+            .await
+            .expect("login field")
+            .click()
+            .await
+            .expect("focus the field")
+            .type_str(text)
+            .await
+            .expect("type into the field");
+    }
+    ui.page
+        .find_element("form button[type=submit]")
+        .await
+        .expect("the Entrar button")
+        .click()
+        .await
+        .expect("press Entrar");
+    ui.wait_until(
+        "the home page after logging in",
+        SOON,
+        "location.pathname !== '/login'",
+    )
+    .await;
+
+    // The previous local month is the page's default.
+    let today = chrono::Utc::now()
+        .with_timezone(&chrono_tz::America::Sao_Paulo)
+        .date_naive();
+    let previous = today
+        .with_day(1)
+        .and_then(|d| d.pred_opt())
+        .expect("a date");
+    let month = format!("{:04}-{:02}", previous.year(), previous.month());
+    ui.goto(&format!("/sites/{SITE}/statements")).await;
+    ui.wait_until(
+        "the statements page with its Emitir button",
+        SOON,
+        "!!document.getElementById('issue-button')",
+    )
+    .await;
+    let shown: String = ui.eval_ok("document.getElementById('f-month').value").await;
+    assert_eq!(shown, month, "the default month is the previous one");
+    let draft_total: String = ui
+        .eval_ok("document.getElementById('statement-total').innerText")
+        .await;
+    ui.log(&format!("draft of {month}: {draft_total}"));
+    ui.page
+        .find_element("#issue-button")
+        .await
+        .expect("the Emitir extrato button")
+        .click()
+        .await
+        .expect("press Emitir extrato");
+    ui.wait_until(
+        "version 1, or a confirmation step",
+        SOON,
+        "!!document.getElementById('issue-confirm') \
+         || document.getElementById('statement-status')?.dataset.version === '1'",
+    )
+    .await;
+    let confirm: bool = ui
+        .eval_ok("!!document.getElementById('issue-confirm')")
+        .await;
+    if confirm {
+        ui.page
+            .find_element("#issue-confirm")
+            .await
+            .expect("the confirm button")
+            .click()
+            .await
+            .expect("press Confirmar");
+        ui.wait_until(
+            "version 1 after confirming",
+            SOON,
+            "document.getElementById('statement-status')?.dataset.version === '1'",
+        )
+        .await;
+    }
+    let status: String = ui
+        .eval_ok("document.getElementById('statement-status').innerText")
+        .await;
+    assert!(status.contains("Versão 1 emitida em"), "{status}");
+    let total: String = ui
+        .eval_ok("document.getElementById('statement-total').innerText")
+        .await;
+    assert!(total.starts_with("R$ "), "{total}");
+    let shot = ui.screenshot_at("statement-issued", 1280, 900, false).await;
+    eprintln!("screenshot: {}", shot.display());
+    ui.log(&format!("version 1 issued: {total}"));
+
+    // The files of the version on screen, with the browser's session cookie.
+    let link = |ext: &str| {
+        format!(
+            "Array.from(document.querySelectorAll('a[download]')).map(a => a.getAttribute('href')) \
+             .find(h => h.includes('.{ext}?version=1'))"
+        )
+    };
+    let pdf_href: String = ui.eval_ok(&link("pdf")).await;
+    let xlsx_href: String = ui.eval_ok(&link("xlsx")).await;
+    let cookie = ui
+        .page
+        .get_cookies()
+        .await
+        .expect("the browser's cookies")
+        .into_iter()
+        .find(|c| c.name == "vetric_session")
+        .expect("the session cookie");
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("http client");
+    let fetch = |href: String| {
+        let req = http
+            .get(format!("{base}{href}"))
+            .header("Cookie", format!("vetric_session={}", cookie.value));
+        async move {
+            let res = req.send().await.expect("download");
+            assert_eq!(res.status(), 200, "{href}");
+            let ct = res
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            (ct, res.bytes().await.expect("file body").to_vec())
+        }
+    };
+    let number = total.trim_start_matches("R$ ").to_owned();
+
+    let (ct, pdf) = fetch(pdf_href).await;
+    assert_eq!(ct, "application/pdf");
+    let pdf_path = dir.path().join("extrato.pdf");
+    std::fs::write(&pdf_path, &pdf).expect("write the PDF");
+    let out = std::process::Command::new("pdftotext")
+        .args(["-layout", "-enc", "UTF-8"])
+        .arg(&pdf_path)
+        .arg("-")
+        .output()
+        .expect("pdftotext (Debian's poppler-utils; .ci/run installs it)");
+    assert!(out.status.success(), "pdftotext failed");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&number), "{number} not in the PDF:\n{text}");
+
+    let (ct, xlsx) = fetch(xlsx_href).await;
+    assert_eq!(
+        ct,
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    );
+    let cents = {
+        use calamine::{Data, Reader, Xlsx};
+        let mut wb: Xlsx<_> = Xlsx::new(std::io::Cursor::new(xlsx)).expect("an XLSX");
+        let range = wb.worksheet_range("Resumo").expect("the Resumo sheet");
+        let row = range
+            .rows()
+            .find(|r| matches!(r.first(), Some(Data::String(s)) if s == "Total"))
+            .expect("the Total row");
+        let last = row
+            .iter()
+            .rev()
+            .find_map(|c| match c {
+                Data::Float(f) => Some(*f),
+                Data::Int(i) => Some(*i as f64),
+                _ => None,
+            })
+            .expect("the total as a number");
+        (last * 100.0).round() as i64
+    };
+    let page_cents: i64 = number
+        .replace(['.', ','], "")
+        .parse()
+        .expect("the page's total is a number");
+    assert_eq!(cents, page_cents, "XLSX total vs the page's {total}");
+    ui.log("PDF and XLSX totals match the page");
+
+    let mut vetric = ui.close().await;
+    let status = vetric.terminate(Duration::from_secs(35)).await;
+    assert!(
+        status.success(),
+        "demo did not exit cleanly: {status}\n{}",
+        vetric.transcript()
+    );
+}

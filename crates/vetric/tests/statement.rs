@@ -1,7 +1,7 @@
 //! `vetric statement` as a script runs it (issue #8 item 7): the real binary previews a
 //! generated vendor export (nothing stored), imports it with `--commit`, and prints the
-//! statement whose totals match the worked examples of BILLING.md; CSV goes to a file, PDF is
-//! refused with one clear line, and `--issue` freezes version 1.
+//! statement whose totals match the worked examples of BILLING.md; CSV and PDF go to a file
+//! (the PDF's total read back with pdftotext), and `--issue` freezes version 1.
 
 use rust_xlsxwriter::Workbook;
 use std::path::Path;
@@ -185,12 +185,50 @@ async fn import_with_commit_then_the_statement_totals_match() {
     let csv = String::from_utf8(csv).expect("utf-8");
     assert!(csv.contains("Total;;2;30,000;6,500;23,500;32,48;"), "{csv}");
 
-    // PDF is not there yet: one line naming it, non-zero exit.
+    // PDF: a binary file, so --out is required (one line saying so); the site's PDF then shows
+    // the JSON's total, and --apartment "sem morador" that line's.
     let pdf = vetric(&config, &["--format", "pdf"]).await;
     assert!(!pdf.status.success());
     let err = String::from_utf8_lossy(&pdf.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{}", text(&pdf));
-    assert!(err.contains("--format pdf is not available yet"), "{err}");
+    assert!(err.contains("--out"), "{err}");
+    let json_total = doc["totals"]["total"]
+        .as_str()
+        .expect("total")
+        .replace('.', ",");
+    for extra in [&[][..], &["--apartment", "sem morador"][..]] {
+        let pdf_path = dir.path().join("extrato.pdf");
+        let mut pdf_args = vec![
+            "--format",
+            "pdf",
+            "--out",
+            pdf_path.to_str().expect("utf-8"),
+        ];
+        pdf_args.extend_from_slice(extra);
+        let out = vetric(&config, &pdf_args).await;
+        assert!(out.status.success(), "{}", text(&out));
+        let pdftotext = std::process::Command::new("pdftotext")
+            .args(["-layout", "-enc", "UTF-8"])
+            .arg(&pdf_path)
+            .arg("-")
+            .output()
+            .expect("pdftotext is not installed: install poppler-utils");
+        let pdf_text = String::from_utf8_lossy(&pdftotext.stdout);
+        assert!(pdf_text.contains("Condomínio Jardim"), "{pdf_text}");
+        assert!(pdf_text.contains(&format!("R$ {json_total}")), "{pdf_text}");
+        assert!(pdf_text.contains("Página 1 de"), "{pdf_text}");
+    }
+    let unknown = vetric(
+        &config,
+        &["--format", "pdf", "--out", "x.pdf", "--apartment", "999"],
+    )
+    .await;
+    assert!(!unknown.status.success());
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("999"),
+        "{}",
+        text(&unknown)
+    );
 
     // Issue: version 1, then --issued shows it.
     let issued = json(&vetric(&config, &["--issue"]).await);

@@ -294,6 +294,9 @@ pub fn openapi_document() -> serde_json::Value {
     crate::settings::extend_openapi(&mut doc);
     crate::notifications::extend_openapi(&mut doc);
     crate::users::extend_openapi(&mut doc);
+    crate::statement_import::extend_openapi(&mut doc);
+    crate::report_library::extend_openapi(&mut doc);
+    crate::statements::extend_openapi(&mut doc);
     doc
 }
 

@@ -32,12 +32,15 @@ pub mod metrics;
 pub mod notifications;
 pub mod openapi_more;
 pub mod pages;
+pub mod report_library;
 pub mod request_log;
 pub mod residents;
 pub mod residents_import;
 pub mod security;
 pub mod sessions;
 pub mod settings;
+pub mod statement_import;
+pub mod statements;
 pub mod users;
 pub mod view;
 pub mod vitals;
@@ -294,6 +297,26 @@ pub fn router(state: AppState) -> Router {
             "/sites/{slug}/residents/{id}/notification-prefs",
             get(notifications::prefs::api_get).put(notifications::prefs::api_put),
         )
+        .route("/sites/{slug}/statements/{month}", get(statements::api_get))
+        .route(
+            "/sites/{slug}/statements/{month}/issue",
+            post(statements::api_issue),
+        )
+        .route(
+            "/sites/{slug}/statements/import",
+            post(statement_import::api_import)
+                .layer(DefaultBodyLimit::max(statement_import::FILE_LIMIT)),
+        )
+        .route(
+            "/sites/{slug}/reports",
+            get(report_library::api_list)
+                .post(report_library::api_upload)
+                .layer(DefaultBodyLimit::max(report_library::FILE_LIMIT)),
+        )
+        .route(
+            "/sites/{slug}/reports/{id}",
+            get(report_library::api_download).delete(report_library::api_delete),
+        )
         .route("/sites/{slug}/unknown-tags", get(inbox::api_list))
         .route(
             "/sites/{slug}/unknown-tags/{tag}/assign",
@@ -389,6 +412,50 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/sites/{slug}/tariff",
             get(settings::tariff).post(settings::tariff_submit),
+        )
+        .route("/sites/{slug}/statements", get(statements::page))
+        // `{month}` is `YYYY-MM.csv|xlsx|pdf` here: the month's files.
+        .route(
+            "/sites/{slug}/statements/{month}",
+            get(statements::download),
+        )
+        .route(
+            "/sites/{slug}/statements/{month}/issue",
+            post(statements::issue_submit),
+        )
+        .route(
+            "/sites/{slug}/statements/{month}/rejeitadas",
+            get(statements::rejected_page),
+        )
+        .route(
+            "/sites/{slug}/statements/{month}/apartments/{apartment}",
+            get(statements::apartment_page),
+        )
+        .route(
+            "/sites/{slug}/statements/{month}/apartments/{apartment}/pdf",
+            get(statements::apartment_pdf),
+        )
+        .route(
+            "/sites/{slug}/statements/import",
+            get(statement_import::form)
+                .post(statement_import::upload)
+                .layer(DefaultBodyLimit::max(statement_import::PAGE_BODY_LIMIT)),
+        )
+        .route(
+            "/sites/{slug}/statements/import/confirm",
+            post(statement_import::confirm)
+                .layer(DefaultBodyLimit::max(statement_import::PAGE_BODY_LIMIT)),
+        )
+        .route(
+            "/sites/{slug}/reports",
+            get(report_library::page)
+                .post(report_library::upload)
+                .layer(DefaultBodyLimit::max(report_library::PAGE_BODY_LIMIT)),
+        )
+        .route("/sites/{slug}/reports/{id}", get(report_library::download))
+        .route(
+            "/sites/{slug}/reports/{id}/delete",
+            post(report_library::delete_submit),
         )
         .route("/sites/{slug}/inbox", get(inbox::page))
         .route(

@@ -296,6 +296,13 @@ fn routes() -> Vec<Route> {
         route(PUT, "/api/v1/sites/{slug}/residents/{id}/notification-prefs", Site, OK, Data).body(prefs_body, &[]).invalid(prefs_invalid),
         route(GET, "/api/v1/sites/{slug}/unknown-tags", Site, OK, Data).bad_query(&[("tag=FEED01", "tag")]),
         route(POST, "/api/v1/sites/{slug}/unknown-tags/{tag}/assign", Site, CREATED, Data).body(assign_body, &["resident_id"]).invalid(assign_invalid),
+        route(GET, "/api/v1/sites/{slug}/statements/{month}", Site, OK, Data).bad_query(&[("version=0", "version"), ("versao=1", "versao")]),
+        route(POST, "/api/v1/sites/{slug}/statements/{month}/issue", Site, CREATED, Data).bad_query(&[("expected_version=abc", "expected_version"), ("x=1", "x")]),
+        route(POST, "/api/v1/sites/{slug}/statements/import", Site, OK, Data).file(export_file(), "commit=true").bad_query(&[("commit=talvez", "commit"), ("x=1", "x")]),
+        route(GET, "/api/v1/sites/{slug}/reports", Site, OK, Data).bad_query(&[("month=2026-13", "month"), ("x=1", "x")]),
+        route(POST, "/api/v1/sites/{slug}/reports", Site, CREATED, Data).file(pdf_file(), "month=2026-03&title=Ata").bad_query(&[("month=marco", "month"), ("x=1", "x")]),
+        route(GET, "/api/v1/sites/{slug}/reports/{id}", Site, OK, Data).no_happy_path("answers the PDF itself and needs an uploaded file (tests/statement_import.rs)"),
+        route(DELETE, "/api/v1/sites/{slug}/reports/{id}", Site, NO_CONTENT, Empty).no_happy_path("needs an uploaded file (tests/statement_import.rs)"),
         route(GET, "/api/v1/openapi.json", Public, OK, OpenApi),
     ]
 }
@@ -577,6 +584,117 @@ fn import_file() -> FileBody {
     }
 }
 
+/// The vendor's export (statement import): one good row.
+fn export_file() -> FileBody {
+    FileBody {
+        content_type: XLSX,
+        valid: || {
+            let mut wb = rust_xlsxwriter::Workbook::new();
+            let ws = wb.add_worksheet();
+            let rows = [
+                [
+                    "Recarga(ID)",
+                    "Estação",
+                    "Usuário(Tag)",
+                    "Início - Fim",
+                    "Energia(kWh)",
+                    "Tempo de ociosidade",
+                ],
+                [
+                    "9001",
+                    "Vaga 1",
+                    "AAA1",
+                    "05/03/2026 16:30 - 05/03/2026 18:30",
+                    "10,000",
+                    "00:40:00",
+                ],
+            ];
+            for (r, row) in rows.iter().enumerate() {
+                for (c, v) in row.iter().enumerate() {
+                    ws.write_string(r as u32, c as u16, *v).unwrap();
+                }
+            }
+            wb.save_to_buffer().unwrap()
+        },
+        bad: || {
+            let mut wb = rust_xlsxwriter::Workbook::new();
+            wb.add_worksheet().write_string(0, 0, "Nome").unwrap();
+            let not_export = wb.save_to_buffer().unwrap();
+            let file = || Some("file".to_owned());
+            let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
+            vec![
+                (
+                    "not an XLSX",
+                    XLSX,
+                    b"PK\x03\x04 not a zip".to_vec(),
+                    unprocessable,
+                    file(),
+                ),
+                ("empty file", XLSX, Vec::new(), unprocessable, file()),
+                ("no export columns", XLSX, not_export, unprocessable, file()),
+                (
+                    "CSV content type",
+                    CSV,
+                    b"Recarga(ID);Estacao\n".to_vec(),
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    None,
+                ),
+                (
+                    "no content type",
+                    "",
+                    b"a".to_vec(),
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    None,
+                ),
+            ]
+        },
+        limit: vetric_web::statement_import::FILE_LIMIT,
+    }
+}
+
+/// A PDF for the report library.
+fn pdf_file() -> FileBody {
+    FileBody {
+        content_type: "application/pdf",
+        valid: || b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog >>\nendobj\n%%EOF\n".to_vec(),
+        bad: || {
+            let file = || Some("file".to_owned());
+            let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
+            vec![
+                (
+                    "PNG renamed",
+                    "application/pdf",
+                    b"\x89PNG\r\n\x1a\n".to_vec(),
+                    unprocessable,
+                    file(),
+                ),
+                (
+                    "empty file",
+                    "application/pdf",
+                    Vec::new(),
+                    unprocessable,
+                    file(),
+                ),
+                (
+                    "truncated PDF",
+                    "application/pdf",
+                    b"%PDF-1.4\n1 0 obj\n".to_vec(),
+                    unprocessable,
+                    file(),
+                ),
+                (
+                    "JSON content type",
+                    "application/json",
+                    b"{}".to_vec(),
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    None,
+                ),
+            ]
+        },
+        limit: vetric_web::report_library::FILE_LIMIT,
+    }
+}
+
 fn assign_body(c: &Ctx) -> Value {
     json!({ "resident_id": c.id, "valid_from": "2026-03-01" })
 }
@@ -805,6 +923,8 @@ fn fill(template: &str, c: &Ctx) -> String {
         .replace("{slug}", c.slug)
         .replace("{id}", &id.to_string())
         .replace("{tag}", c.tag)
+        // Statements: a month with nothing in it (an empty statement may still be issued).
+        .replace("{month}", "2026-03")
 }
 
 fn request(

@@ -634,6 +634,7 @@ async fn prefs_round_trip(db: &TestDb) {
                 ("rule", "idle_reminder"),
                 ("rule", "session_finished"),
                 ("rule", "session_interrupted"),
+                ("rule", "statement_apartment_summary"),
             ],
             false,
         ),

@@ -312,8 +312,11 @@ mod tests {
         ) {
             let mut prefs = ResidentPrefs::default();
             prefs.opted_out.insert(rule);
+            // Every rule on (an opt-in rule is off by default, which would cancel it first).
+            let mut policy = NotificationPolicy::default();
+            policy.rules.values_mut().for_each(|s| s.enabled = true);
             let dec = decide(rule, Audience::Resident, now + TimeDelta::seconds(nb_off), &prefs,
-                &NotificationPolicy::default(), tz, now);
+                &policy, tz, now);
             prop_assert_eq!(dec, Decision::Cancel(CancelReason::OptedOut));
         }
     }

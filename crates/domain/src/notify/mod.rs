@@ -49,6 +49,11 @@
 //! [`plan_operator_alert`]. [`Rule::whatsapp_allowed`] is false for the first two: an alert about
 //! the gateway never travels through it.
 //!
+//! Statements: **statement_issued_manager** (e-mail to the site's managers, on by default) and
+//! **statement_apartment_summary** (each resident's apartment summary on WhatsApp, opt-in: off
+//! by default) when a month's statement is issued — [`plan_statement_issued`]; keys
+//! `statement:{YYYY-MM}:v{N}:{rule}[:{resident_id}]`, scope `statement:{YYYY-MM}`.
+//!
 //! Every rule: off in the policy → nothing planned (and [`decide`] cancels what is pending).
 //! `delay_min` delays the rules that have no timing field of their own.
 //!
@@ -70,6 +75,7 @@ mod decide;
 mod plan;
 mod policy;
 mod rule;
+mod statement;
 mod template;
 #[cfg(test)]
 mod tests;
@@ -81,6 +87,9 @@ pub use plan::{
 };
 pub use policy::{NotificationPolicy, PolicyProblem, RuleSettings};
 pub use rule::{Audience, CancelReason, Rule};
+pub use statement::{
+    StatementResident, month_pt_br, plan_statement_issued, statement_subject, statement_table,
+};
 pub use template::{
     MAX_TEMPLATE_CHARS, TemplateError, default_template, preview, render, sample_values,
     validate_template,

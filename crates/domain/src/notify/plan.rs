@@ -160,7 +160,7 @@ fn build(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn build_with(
+pub(super) fn build_with(
     rule: Rule,
     template: &str,
     site_name: &str,

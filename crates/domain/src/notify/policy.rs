@@ -24,9 +24,12 @@ pub struct RuleSettings {
 }
 
 impl RuleSettings {
+    /// Every rule starts on except the residents' statement summary, which a site turns on
+    /// deliberately (opt-in: residents get a monthly bill on WhatsApp only if the condominium
+    /// decided so).
     pub fn default_for(rule: Rule) -> Self {
         Self {
-            enabled: true,
+            enabled: rule != Rule::StatementApartmentSummary,
             delay_min: 0,
             template: default_template(rule).to_owned(),
         }
@@ -130,8 +133,12 @@ impl NotificationPolicy {
             .unwrap_or_else(|| RuleSettings::default_for(rule))
     }
 
+    /// Whether `rule` is on; a rule the stored policy does not mention (saved before the rule
+    /// existed) has its default, so an opt-in rule stays off until a site turns it on.
     pub fn enabled(&self, rule: Rule) -> bool {
-        self.rules.get(&rule).is_none_or(|s| s.enabled)
+        self.rules
+            .get(&rule)
+            .map_or_else(|| RuleSettings::default_for(rule).enabled, |s| s.enabled)
     }
 
     /// Every problem of this policy, pt-BR. `tariff_idle_grace_min` is the idle grace of the

@@ -29,6 +29,11 @@ pub enum Rule {
     BacklogStale,
     /// "Send a test message" from the settings page.
     Test,
+    // Statements (issue #8 item 8), announced when a month's statement is issued.
+    /// The site's statement to its managers by e-mail (on by default).
+    StatementIssuedManager,
+    /// Each apartment's own summary to its residents on WhatsApp (opt-in: off by default).
+    StatementApartmentSummary,
 }
 
 /// Who a rule's messages are for.
@@ -71,7 +76,7 @@ impl Audience {
 }
 
 impl Rule {
-    pub const ALL: [Rule; 15] = [
+    pub const ALL: [Rule; 17] = [
         Rule::SessionStarted,
         Rule::IdleStarted,
         Rule::IdleReminder,
@@ -87,6 +92,8 @@ impl Rule {
         Rule::GatewayDown,
         Rule::BacklogStale,
         Rule::Test,
+        Rule::StatementIssuedManager,
+        Rule::StatementApartmentSummary,
     ];
 
     /// Stable snake_case name (stored in the database).
@@ -107,6 +114,8 @@ impl Rule {
             Self::GatewayDown => "gateway_down",
             Self::BacklogStale => "backlog_stale",
             Self::Test => "test",
+            Self::StatementIssuedManager => "statement_issued_manager",
+            Self::StatementApartmentSummary => "statement_apartment_summary",
         }
     }
 
@@ -120,8 +129,12 @@ impl Rule {
             | Self::IdleStarted
             | Self::IdleReminder
             | Self::SessionFinished
-            | Self::SessionInterrupted => Audience::Resident,
-            Self::ChargerFaulted | Self::ChargerOffline | Self::UnknownTag => Audience::Manager,
+            | Self::SessionInterrupted
+            | Self::StatementApartmentSummary => Audience::Resident,
+            Self::ChargerFaulted
+            | Self::ChargerOffline
+            | Self::UnknownTag
+            | Self::StatementIssuedManager => Audience::Manager,
             Self::VendorDown
             | Self::VendorRecovered
             | Self::VendorShapeChanged
@@ -157,6 +170,8 @@ impl Rule {
             Self::GatewayDown => "Gateway do WhatsApp desconectado",
             Self::BacklogStale => "Mensagens atrasadas na fila",
             Self::Test => "Mensagem de teste",
+            Self::StatementIssuedManager => "Extrato emitido (e-mail aos gestores)",
+            Self::StatementApartmentSummary => "Resumo do extrato do apartamento",
         }
     }
 
@@ -241,6 +256,24 @@ impl Rule {
             Self::GatewayDown => &["local", "estado", "erro", "desde", "ref"],
             Self::BacklogStale => &["local", "pendentes", "minutos", "ref"],
             Self::Test => &["local", "ref"],
+            Self::StatementIssuedManager => &[
+                "local", "mes", "versao", "tabela", "sessoes", "kwh", "total", "link", "ref",
+            ],
+            Self::StatementApartmentSummary => &[
+                "nome",
+                "apartamento",
+                "local",
+                "mes",
+                "versao",
+                "sessoes",
+                "kwh",
+                "kwh_ponta",
+                "kwh_fora_ponta",
+                "custo_energia",
+                "taxa_ociosidade",
+                "total",
+                "ref",
+            ],
         }
     }
 }

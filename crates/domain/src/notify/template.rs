@@ -142,6 +142,22 @@ pub fn sample_values() -> BTreeMap<&'static str, String> {
         ("pendentes", "12"),
         ("minutos", "20"),
         ("ref", "VQ7K2M9A"),
+        ("mes", "02/2026"),
+        ("versao", "1"),
+        (
+            "tabela",
+            "Apartamento   Recargas   kWh        Total\nA-101         3          41,250     R$ 38,90\n\
+             A-302         5          88,020     R$ 97,35\nsem morador   1          6,400      R$ 5,12",
+        ),
+        ("sessoes", "9"),
+        ("kwh", "135,670"),
+        ("kwh_ponta", "12,400"),
+        ("kwh_fora_ponta", "28,850"),
+        ("total", "R$ 141,37"),
+        (
+            "link",
+            "Extrato completo: https://vetric.example.com/sites/jardim-palmeiras/statements?month=2026-02",
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k, v.to_owned()))
@@ -228,6 +244,17 @@ pub fn default_template(rule: Rule) -> &'static str {
         Rule::Test => {
             "Mensagem de teste do vetric ({{local}}). Se você a recebeu, as notificações estão \
              funcionando."
+        }
+        Rule::StatementIssuedManager => {
+            "Olá,\n\nFoi emitido o extrato de recarga de {{mes}} de {{local}} (versão \
+             {{versao}}).\n\n{{tabela}}\n\nTotal do mês: {{total}} ({{sessoes}} recargas, \
+             {{kwh}} kWh).\n{{link}}"
+        }
+        Rule::StatementApartmentSummary => {
+            "{{nome}}, o extrato de recarga de {{mes}} de {{local}} foi emitido. Apartamento \
+             {{apartamento}}: {{sessoes}} recarga(s), {{kwh}} kWh (ponta {{kwh_ponta}}, fora \
+             de ponta {{kwh_fora_ponta}}). Energia: {{custo_energia}}; ociosidade: \
+             {{taxa_ociosidade}}. *Total: {{total}}*"
         }
     }
 }

@@ -543,3 +543,69 @@ fn a_sheet_with_a_title_above_the_header_is_numbered_as_the_user_sees_it() {
         Err(ImportFileError::MissingColumns(cols)) if cols.len() == 4
     ));
 }
+
+/// A refused row keeps what could still be read (its id and start, so it is listed under the
+/// month of its start) and its cells as they were; a row whose date cannot be read has no start.
+#[test]
+fn refused_rows_keep_their_id_start_and_cells() {
+    let rows = vec![
+        row(
+            "1",
+            "AB12",
+            "05/03/2026 16:30 - 05/03/2026 18:30",
+            "12.5",
+            "",
+        ),
+        row(
+            "2",
+            "AB12",
+            "31/02/2026 10:00 - 31/02/2026 11:00",
+            "1,000",
+            "",
+        ),
+        row(
+            "x",
+            "AB12",
+            "05/03/2026 16:30 - 05/03/2026 18:30",
+            "1,000",
+            "",
+        ),
+        row(
+            "4",
+            "AB12",
+            "05/03/2026 16:30 - 05/03/2026 18:30",
+            "1,000",
+            "",
+        ),
+        row(
+            "4",
+            "AB12",
+            "05/03/2026 16:30 - 05/03/2026 18:30",
+            "2,000",
+            "",
+        ),
+    ];
+    let r = map(&vendor_header(), &rows);
+    assert_eq!(r.sessions.len(), 1);
+    let seen: Vec<(u32, Option<i64>, bool)> = r
+        .rejected
+        .iter()
+        .map(|x| (x.row, x.vendor_id, x.start.is_some()))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (2, Some(1), true),
+            (3, Some(2), false),
+            (4, None, true),
+            (6, Some(4), true)
+        ]
+    );
+    assert_eq!(r.rejected[0].start, Some(utc("2026-03-05T19:30:00Z")));
+    assert!(
+        r.rejected[0]
+            .raw
+            .contains(&(COL_ENERGY.to_owned(), "12.5".to_owned()))
+    );
+    assert_eq!(r.rows_refused(), r.rejected.len());
+}

@@ -518,6 +518,14 @@ impl Dispatcher {
                 }
             }
         }
+        if crate::planted::planted("mark-sent-before-send") {
+            // Planted bug (test builds only, see `crate::planted`): the row is recorded sent
+            // before the gateway has it, so a kill or a failed send in between loses it.
+            let early = Completion::Sent {
+                gateway_message_id: None,
+            };
+            self.finish(&row, &early, now, report).await?;
+        }
         let result = self.send(&row).await;
         let done = Utc::now().max(now);
         let how = match result {

@@ -143,6 +143,7 @@ pub(crate) fn routes() -> Router<Arc<Shared>> {
         .route("/__sim/record", get(record))
         .route("/__sim/calls", get(calls))
         .route("/__sim/calls/reset", post(reset_calls))
+        .route("/__sim/in_flight", get(in_flight))
         .route("/__sim/plug_in", post(plug_in))
         .route("/__sim/start_charging", post(start_charging))
         .route("/__sim/suspend_ev", post(suspend_ev))
@@ -224,6 +225,11 @@ async fn calls(State(s): State<Arc<Shared>>) -> Response {
 async fn reset_calls(State(s): State<Arc<Shared>>) -> Response {
     *s.calls() = Default::default();
     json(StatusCode::OK, &ok())
+}
+
+async fn in_flight(State(s): State<Arc<Shared>>) -> Response {
+    let f = *s.in_flight();
+    json(StatusCode::OK, &f)
 }
 
 async fn plug_in(State(s): State<Arc<Shared>>, body: Bytes) -> Response {

@@ -43,7 +43,7 @@ pub use faults::{
     ActiveFault, Fault, FaultKind, GATEWAY_502_HTML, GATEWAY_503_HTML, Route, gateway_html,
 };
 pub use fleet::{Apartment, ChargerSpec, ConnectorSpec, Fleet, FleetSpec, Resident, Tag, TagKind};
-pub use server::Calls;
+pub use server::{Calls, InFlight};
 
 use server::Shared;
 
@@ -201,6 +201,18 @@ impl SimHandle {
     /// Sets every call counter to zero.
     pub fn reset_calls(&self) {
         *self.shared.calls() = Calls::default();
+    }
+
+    /// Vendor requests being answered now, and the peak since the start or the last
+    /// [`reset_in_flight_peak`](Self::reset_in_flight_peak).
+    pub fn in_flight(&self) -> InFlight {
+        *self.shared.in_flight()
+    }
+
+    /// Restarts the peak from the requests in flight now.
+    pub fn reset_in_flight_peak(&self) {
+        let mut f = self.shared.in_flight();
+        f.peak = f.now;
     }
 
     /// Ground truth of every session so far (advanced to now).

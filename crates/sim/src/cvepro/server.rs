@@ -38,6 +38,18 @@ pub struct Calls {
     pub total: u64,
 }
 
+/// Vendor requests the simulator is answering right now, and the most at once since the last
+/// reset. A request leaves when its answer is sent or when the client gives up (hyper drops
+/// the handler when the connection closes), so a client that times out and hangs up does not
+/// count; one that piles up requests does (RELIABILITY.md R1, "no task leak").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InFlight {
+    /// Requests in progress now.
+    pub now: u64,
+    /// The most in progress at the same time since the start (or the last reset).
+    pub peak: u64,
+}
+
 /// State shared by the server tasks and the handle.
 pub(crate) struct Shared {
     pub config: SimConfig,
@@ -45,7 +57,28 @@ pub(crate) struct Shared {
     pub faults: Mutex<FaultState>,
     pub tokens: Mutex<HashMap<String, DateTime<Utc>>>,
     pub calls: Mutex<Calls>,
+    pub in_flight: Mutex<InFlight>,
     pub hang: watch::Sender<bool>,
+}
+
+/// Counts one vendor request as in flight until dropped (answered, or cancelled by a client
+/// that hung up).
+struct InFlightGuard(Arc<Shared>);
+
+impl InFlightGuard {
+    fn enter(shared: &Arc<Shared>) -> InFlightGuard {
+        let mut f = shared.in_flight();
+        f.now += 1;
+        f.peak = f.peak.max(f.now);
+        InFlightGuard(shared.clone())
+    }
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        let mut f = self.0.in_flight();
+        f.now = f.now.saturating_sub(1);
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -62,6 +95,7 @@ impl Shared {
             faults: Mutex::new(FaultState::default()),
             tokens: Mutex::new(HashMap::new()),
             calls: Mutex::new(Calls::default()),
+            in_flight: Mutex::new(InFlight::default()),
             hang,
         }
     }
@@ -84,6 +118,10 @@ impl Shared {
 
     pub fn calls(&self) -> MutexGuard<'_, Calls> {
         lock(&self.calls)
+    }
+
+    pub fn in_flight(&self) -> MutexGuard<'_, InFlight> {
+        lock(&self.in_flight)
     }
 
     pub fn set_fault(&self, fault: Fault) {
@@ -194,6 +232,7 @@ async fn vendor_gate(State(shared): State<Arc<Shared>>, req: Request, next: Next
         }
         c.total += 1;
     }
+    let _in_flight = InFlightGuard::enter(&shared);
     let latency = shared.faults().latency(Utc::now());
     if let Some(d) = latency {
         tokio::time::sleep(d).await;

@@ -83,7 +83,15 @@ pub struct Output {
 
 /// `vetric user add --role admin` with the password on stdin.
 pub fn user_add(config: &Path, email: &str, password: &str) -> Output {
-    let mut child = std::process::Command::new(BIN)
+    let mut cmd = std::process::Command::new(BIN);
+    // As the testkit harness does: a test's own `VETRIC_*` knobs (`VETRIC_SOAK`, …) are not
+    // configuration, and `vetric` refuses unknown ones.
+    for (key, _) in std::env::vars_os() {
+        if key.to_str().is_some_and(|k| k.starts_with("VETRIC_")) {
+            cmd.env_remove(&key);
+        }
+    }
+    let mut child = cmd
         .args([
             "user",
             "add",
