@@ -342,3 +342,80 @@ fn a_sheet_with_too_many_rows_is_refused() {
     let err = read_export(&wb.save_to_buffer().unwrap(), Sao_Paulo).unwrap_err();
     assert!(matches!(err, ExportReadError::TooManyRows { .. }), "{err}");
 }
+
+/// A workbook with readable rows under a header that is not the export's (a column missing,
+/// or one twice) is refused as a whole with the reason naming the column: no row of it is
+/// offered for import, however good.
+#[test]
+fn an_export_missing_or_doubling_a_column_is_refused_whole_despite_good_rows() {
+    let workbook = |header: &[&str]| {
+        let mut wb = Workbook::new();
+        let ws = wb.add_worksheet();
+        for (c, h) in header.iter().enumerate() {
+            ws.write_string(0, c as u16, *h).unwrap();
+        }
+        // Two rows that would import under the full header (the worked example's figures).
+        for r in 1..=2u32 {
+            for (c, h) in header.iter().enumerate() {
+                let v = match *h {
+                    "Recarga(ID)" => format!("90{r}"),
+                    "Estação" => "Palmeiras 1".to_owned(),
+                    "Usuário(Tag)" => "AA01".to_owned(),
+                    "Início - Fim" => format!("0{r}/03/2026 16:30 - 0{r}/03/2026 18:30"),
+                    "Energia(kWh)" => "10,000".to_owned(),
+                    "Tempo de ociosidade" => "00:40:00".to_owned(),
+                    _ => String::new(),
+                };
+                ws.write_string(r, c as u16, v).unwrap();
+            }
+        }
+        wb.save_to_buffer().unwrap()
+    };
+    let full = [
+        "Recarga(ID)",
+        "Estação",
+        "Usuário(Tag)",
+        "Início - Fim",
+        "Energia(kWh)",
+        "Tempo de ociosidade",
+    ];
+    // The control: with every column the two rows import.
+    assert_eq!(
+        read_export(&workbook(&full), Sao_Paulo)
+            .unwrap()
+            .sessions
+            .len(),
+        2
+    );
+
+    let err = read_export(&workbook(&full[..5]), Sao_Paulo).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            ExportReadError::Sheet(vetric_domain::ImportFileError::MissingColumns(cols))
+                if cols == &["Tempo de ociosidade".to_owned()]
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.message_pt_br(),
+        "faltam as colunas Tempo de ociosidade na primeira linha da planilha; exporte \
+         novamente o relatório de recargas do fornecedor sem remover colunas"
+    );
+
+    let mut doubled = full.to_vec();
+    doubled.push("energia (kwh)");
+    let err = read_export(&workbook(&doubled), Sao_Paulo).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            ExportReadError::Sheet(vetric_domain::ImportFileError::DuplicateColumn(c))
+                if c == "Energia(kWh)"
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.message_pt_br(),
+        "a coluna Energia(kWh) aparece mais de uma vez; deixe apenas uma"
+    );
+}

@@ -140,6 +140,26 @@ impl Fields for Map<String, Value> {
     }
 }
 
+/// The `?commit=true|false` of the import API routes (a dry run unless it is true); any other
+/// parameter or value is a 400 naming it.
+pub fn commit_flag(raw: Option<&str>) -> Result<bool, ApiError> {
+    let mut commit = false;
+    for (_, v) in query_pairs(raw, &["commit"])? {
+        commit = match v.as_str() {
+            "true" | "1" => true,
+            "false" | "0" | "" => false,
+            _ => {
+                return Err(ApiError::bad_request(
+                    "invalid_parameter",
+                    "commit",
+                    "commit aceita true ou false",
+                ));
+            }
+        };
+    }
+    Ok(commit)
+}
+
 /// A query string as ordered pairs, refusing parameters not in `allowed` and repeated ones.
 pub fn query_pairs(raw: Option<&str>, allowed: &[&str]) -> Result<Vec<(String, String)>, ApiError> {
     let mut out: Vec<(String, String)> = Vec::new();

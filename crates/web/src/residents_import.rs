@@ -24,7 +24,7 @@
 use crate::auth::AuthUser;
 use crate::error::{ApiError, PageError};
 use crate::forms::{audit, local_date};
-use crate::input::query_pairs;
+use crate::input::commit_flag;
 use crate::residents::{FieldErrors, ResidentInput, TagInput, masked_phone, tag_taken};
 use crate::{AppState, ClientAddr, SiteSettings};
 use askama::Template;
@@ -1289,20 +1289,7 @@ pub async fn api_import(
     req: Request,
 ) -> Result<Response, ApiError> {
     let site = crate::api::site(&state, &user, &slug)?;
-    let mut do_commit = false;
-    for (_, v) in query_pairs(raw.as_deref(), &["commit"])? {
-        do_commit = match v.as_str() {
-            "true" | "1" => true,
-            "false" | "0" | "" => false,
-            _ => {
-                return Err(ApiError::bad_request(
-                    "invalid_parameter",
-                    "commit",
-                    "commit aceita true ou false",
-                ));
-            }
-        };
-    }
+    let do_commit = commit_flag(raw.as_deref())?;
     let declared = declared_of(&headers)?;
     let bytes = Bytes::from_request(req, &state).await.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {

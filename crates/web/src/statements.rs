@@ -60,21 +60,6 @@ const RANKING_LIMIT: usize = 10;
 
 const XLSX_TYPE: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
 
-const MONTHS_PT_BR: [&str; 12] = [
-    "janeiro",
-    "fevereiro",
-    "março",
-    "abril",
-    "maio",
-    "junho",
-    "julho",
-    "agosto",
-    "setembro",
-    "outubro",
-    "novembro",
-    "dezembro",
-];
-
 // ------------------------------------------------------------------------ shared rules
 
 /// The local month before the one `now` falls in, in the site's zone (the month a manager
@@ -92,10 +77,7 @@ fn shift_month(month: LocalMonth, delta: i32) -> Option<LocalMonth> {
 
 /// `outubro de 2026`.
 pub fn month_label(month: LocalMonth) -> String {
-    let name = MONTHS_PT_BR
-        .get(month.month().saturating_sub(1) as usize)
-        .copied()
-        .unwrap_or("?");
+    let name = vetric_reports::charts::month_name_pt_br(month.month());
     format!("{name} de {}", month.year())
 }
 

@@ -794,6 +794,107 @@ fn natural_order_of_apartments() {
     );
 }
 
+#[test]
+fn each_sessions_half_centavo_is_rounded_before_the_line_sums_it() {
+    // Rule 6 rounds every session half-up, rule 7 sums the rounded amounts. Two Saturday
+    // sessions of 1.500 kWh, all off-peak: 1.5 × 0.53 = 0.795 exactly → 0.80 each, line
+    // 0.80 + 0.80 = 1.60 (rounding the exact sum 1.590 would give 1.59).
+    // Idle 15 min 45 s each: (945 s / 60 − 15) × 0.10 = 0.75 × 0.10 = 0.075 → 0.08 each,
+    // line 0.16 (the exact sum 0.150 would give 0.15).
+    let mut sessions = vec![
+        session(1, Some("AA"), "2026-03-07 10:00", "2026-03-07 11:00", 1_500),
+        session(2, Some("AA"), "2026-03-07 12:00", "2026-03-07 13:00", 1_500),
+    ];
+    for s in &mut sessions {
+        s.idle_seconds = 15 * 60 + 45;
+    }
+    let st = compute(&input("2026-03", sessions));
+    let line = st.line(Some("101")).unwrap();
+    for s in &line.session_details {
+        assert_eq!((s.energy_cost, s.idle_fee), (dec("0.80"), dec("0.08")));
+        assert_eq!(s.total, dec("0.88"));
+    }
+    assert_eq!(line.energy_cost, dec("1.60"));
+    assert_eq!(line.idle_fee, dec("0.16"));
+    assert_eq!(line.total, dec("1.76"));
+    assert_eq!(
+        (line.kwh, line.peak_kwh, line.offpeak_kwh),
+        (dec("3.000"), dec("0.000"), dec("3.000"))
+    );
+    // 2 × 945 s = 1890 s = 31.5 min.
+    assert_eq!(line.idle_minutes, dec("31.50"));
+    assert_eq!(st.totals.energy_cost, dec("1.60"));
+    assert_eq!(st.totals.total, dec("1.76"));
+    assert_adds_up(&st);
+}
+
+#[test]
+fn movable_and_site_holidays_have_no_peak_on_the_statement() {
+    // April 2026 with the site's own holiday on Thursday 23 April (on top of the national
+    // list). 2026-04-02, -16 and -23 are Thursdays; 2026-04-03 is Good Friday (movable).
+    let mut inp = input(
+        "2026-04",
+        vec![
+            // Thursday 18:00 → Good Friday 19:00: 25 h, 25.000 kWh (1 kWh per hour). Thursday's
+            // window gives 18:00–20:30 = 2.5 h; Friday's 17:30–19:00 would give 1.5 h but Good
+            // Friday has no peak. Peak 2.500 kWh, off-peak 22.500 kWh:
+            // 2.5 × 3.08 + 22.5 × 0.53 = 7.70 + 11.925 = 19.625 → 19.63 (half-up).
+            session(
+                1,
+                Some("AA"),
+                "2026-04-02 18:00",
+                "2026-04-03 19:00",
+                25_000,
+            ),
+            // The site's holiday, 18:00–20:00, 8.000 kWh: all off-peak, 8 × 0.53 = 4.24.
+            session(2, Some("AA"), "2026-04-23 18:00", "2026-04-23 20:00", 8_000),
+            // The same hours on an ordinary Thursday: all peak, 8 × 3.08 = 24.64.
+            session(3, Some("AA"), "2026-04-16 18:00", "2026-04-16 20:00", 8_000),
+        ],
+    );
+    inp.tariffs = history(vec![
+        TariffSpec {
+            holidays: Some(vec!["2026-04-23".into()]),
+            ..spec()
+        }
+        .validate()
+        .unwrap(),
+    ]);
+    let st = compute(&inp);
+    let line = st.line(Some("101")).unwrap();
+    let by_id = |id: i64| {
+        line.session_details
+            .iter()
+            .find(|s| s.vendor_id == id)
+            .unwrap()
+    };
+    let good_friday = by_id(1);
+    assert_eq!(good_friday.seconds, 25 * 3600);
+    assert_eq!(good_friday.peak_seconds, 2 * 3600 + 1800);
+    let piece_dates: Vec<NaiveDate> = good_friday.peak_pieces.iter().map(|p| p.date).collect();
+    assert_eq!(piece_dates, [date("2026-04-02")]);
+    assert_eq!(
+        (good_friday.peak_kwh, good_friday.offpeak_kwh),
+        (dec("2.500"), dec("22.500"))
+    );
+    assert_eq!(good_friday.energy_cost, dec("19.63"));
+    let site_holiday = by_id(2);
+    assert_eq!(site_holiday.peak_seconds, 0);
+    assert_eq!(site_holiday.energy_cost, dec("4.24"));
+    let ordinary = by_id(3);
+    assert_eq!(ordinary.peak_seconds, 2 * 3600);
+    assert_eq!(ordinary.energy_cost, dec("24.64"));
+    // 19.63 + 4.24 + 24.64 = 48.51
+    assert_eq!(line.energy_cost, dec("48.51"));
+    assert_eq!(st.totals.total, dec("48.51"));
+    // Peak 2.5 + 0 + 8 = 10.500 kWh of 41.000.
+    assert_eq!(
+        (st.totals.kwh, st.totals.peak_kwh, st.totals.offpeak_kwh),
+        (dec("41.000"), dec("10.500"), dec("30.500"))
+    );
+    assert_adds_up(&st);
+}
+
 // --- properties -------------------------------------------------------------------------------
 
 fn any_session() -> impl Strategy<Value = SessionRecord> {
@@ -925,5 +1026,82 @@ proptest! {
             }
             prop_assert_eq!(s.peak_kwh + s.offpeak_kwh, s.energy_kwh);
         }
+    }
+}
+
+/// Sessions around [`prop_input`]'s tariff change (effective 2026-03-10, local), many of them
+/// starting before it and ending after it.
+fn session_near_the_tariff_change() -> impl Strategy<Value = SessionRecord> {
+    (
+        1i64..1_000,
+        0usize..5,
+        0i64..4 * 86_400, // start from 2026-03-08 00:00 local
+        1i64..=40 * 3600,
+        1i64..=150_000,
+    )
+        .prop_map(|(id, t, off, dur, wh)| {
+            let start = sp("2026-03-08 00:00") + TimeDelta::seconds(off);
+            SessionRecord {
+                vendor_id: id,
+                charger: "C1".into(),
+                tag: ["AA", "BB", "CC", "ZZ"].get(t).map(|s| tag(s)),
+                start,
+                stop: start + TimeDelta::seconds(dur),
+                energy_wh: wh,
+                idle_seconds: 0,
+                source: SessionSource::Own,
+                precision: TimePrecision::Second,
+                import_line: None,
+                user_name: None,
+            }
+        })
+}
+
+proptest! {
+    /// Issuing freezes the input and the statement as JSON (store::statements); computing the
+    /// frozen input again, after its JSON round trip, gives the same statement, byte for byte,
+    /// and the frozen statement reads back as it was.
+    #[test]
+    fn a_frozen_snapshot_computes_again_to_the_same_bytes(
+        sessions in proptest::collection::vec(any_session(), 0..40),
+    ) {
+        let inp = prop_input(sessions);
+        let frozen_input = serde_json::to_string(&inp).unwrap();
+        let frozen_result = serde_json::to_string(&compute(&inp)).unwrap();
+        let thawed: StatementInput = serde_json::from_str(&frozen_input).unwrap();
+        prop_assert_eq!(&thawed, &inp);
+        let again = compute(&thawed);
+        prop_assert_eq!(serde_json::to_string(&again).unwrap(), frozen_result.clone());
+        let read_back: Statement = serde_json::from_str(&frozen_result).unwrap();
+        prop_assert_eq!(read_back, again);
+    }
+
+    /// A tariff change mid-month prices each session by the tariff in force on the local date
+    /// of its start, whatever its end. The oracle is independent of `TariffHistory`: the local
+    /// start date read with chrono, the prices written here, and rule 6's formula
+    /// energy × (peak s × peak price + off-peak s × off-peak price) / s, half-up to the centavo.
+    #[test]
+    fn a_tariff_change_mid_month_prices_by_the_local_start_date(
+        sessions in proptest::collection::vec(session_near_the_tariff_change(), 1..20),
+    ) {
+        let inp = prop_input(sessions);
+        let st = compute(&inp);
+        prop_assert!(st.rejected.is_empty(), "{:?}", st.rejected);
+        for s in st.lines.iter().flat_map(|l| &l.session_details) {
+            let local_start = s.start.with_timezone(&Sao_Paulo).date_naive();
+            let (from, peak, offpeak) = if local_start >= date("2026-03-10") {
+                (Some(date("2026-03-10")), dec("2.9876"), dec("0.53"))
+            } else {
+                (None, dec("3.08"), dec("0.53"))
+            };
+            prop_assert_eq!(s.tariff_effective_from, from);
+            prop_assert_eq!((s.peak_price, s.offpeak_price), (peak, offpeak));
+            let expected = (s.energy_kwh
+                * (Decimal::from(s.peak_seconds) * peak + Decimal::from(s.offpeak_seconds) * offpeak)
+                / Decimal::from(s.seconds))
+            .round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+            prop_assert_eq!(s.energy_cost, expected, "session {}", s.vendor_id);
+        }
+        assert_adds_up(&st);
     }
 }
