@@ -9,7 +9,8 @@
 //!    confirmation, failures count towards "vendor down");
 //! 3. folds an accepted snapshot into the tracker ([`observe`]);
 //! 4. writes chargers, sessions, events, unknown tags, the tracker and link state and the
-//!    vendor link row in ONE store transaction.
+//!    vendor link row in ONE store transaction; an accepted snapshot's charger list also
+//!    retires the chargers it no longer has (they leave the dashboard; their history stays).
 //!
 //! With [`IngestSettings::notify`] set, the same transaction also enqueues the notifications
 //! the cycle's events call for and cancels those they made pointless ([`crate::notify`]).
@@ -310,6 +311,13 @@ impl SiteIngest {
             None => self.store.write_cycle(self.site, &write).await?,
         };
         self.state = next;
+        if let Some(listed) = &write.listed_chargers {
+            // The store retired every charger missing from the list: forget what was written
+            // for them, so one that comes back is written again (which shows it again) even
+            // if it comes back exactly as it left.
+            self.written_chargers
+                .retain(|uuid, _| listed.iter().any(|l| l == uuid));
+        }
         for c in write.chargers {
             self.written_chargers.insert(c.uuid.clone(), c);
         }
@@ -456,6 +464,10 @@ impl SiteIngest {
         Ok(CycleWrite {
             observed_at: now,
             chargers,
+            // Only an accepted snapshot gets here with `Some` (a failed read, a shape error
+            // and an empty list awaiting confirmation pass `None`): its list is the vendor's
+            // whole list, so chargers missing from it are retired.
+            listed_chargers: snapshot.map(|s| s.chargers.iter().map(|c| c.uuid.clone()).collect()),
             sessions,
             events: events.iter().map(new_event).collect::<Result<_, _>>()?,
             unknown_tags,

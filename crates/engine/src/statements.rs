@@ -37,13 +37,24 @@ pub struct IssueContext {
     /// The configuration's `public_url` (`https://vetric.example.com/`): the managers' e-mail
     /// links to the statement's page. `None`: no link.
     pub public_url: Option<String>,
+    /// The latest version the caller saw when it read the draft (0: none). When set, issuing
+    /// is refused with [`StoreError::Conflict`] if another version was issued meanwhile, so
+    /// two people issuing from the same page make one version, not two identical ones.
+    pub expected_latest: Option<i64>,
 }
 
 impl IssueContext {
     pub fn new(public_url: Option<impl ToString>) -> Self {
         Self {
             public_url: public_url.map(|u| u.to_string()),
+            expected_latest: None,
         }
+    }
+
+    /// See [`Self::expected_latest`].
+    pub fn expecting_latest(mut self, version: i64) -> Self {
+        self.expected_latest = Some(version);
+        self
     }
 }
 
@@ -99,7 +110,7 @@ pub async fn issue(
         rows(site, &planned, &managers)
     };
     store
-        .issue_statement_with_messages(site, input, audit, messages)
+        .issue_statement_with_messages(site, input, audit, ctx.expected_latest, messages)
         .await
 }
 

@@ -619,6 +619,13 @@ async fn real_empty_list_is_accepted_after_confirmation(db: &TestDb) {
         .expect("row");
     assert_eq!(link.charger_count_last_good, Some(0));
     assert!(link.last_success > good_success);
+    // The confirmed empty list is what the dashboard shows now: no chargers (retired in the
+    // same transaction as the acceptance).
+    assert_eq!(
+        rig.store.connectors(rig.site).await.expect("connectors"),
+        Vec::new(),
+        "a confirmed empty list still shows chargers"
+    );
     // Zero is now the last good: further empty reads are plain accepted cycles.
     assert_eq!(accepted(&mut ingest).await, Vec::<&str>::new());
     assert_eq!(rig.count_events("charger_count_dropped_to_zero").await, 1);
@@ -631,6 +638,70 @@ async fn real_empty_list_is_accepted_after_confirmation(db: &TestDb) {
     assert_eq!(
         decode(&event),
         EventKind::ChargerCountDroppedToZero { previous: 3 }
+    );
+
+    // The chargers come back exactly as they left: the ingest writes them again (its "already
+    // written" cache forgot the retired ones), so they are shown again, freshly observed.
+    rig.sim.clear_fault(FaultKind::EmptyChargerList);
+    let back_at = Utc::now();
+    accepted(&mut ingest).await;
+    let back = rig.store.connectors(rig.site).await.expect("connectors");
+    let keys = |v: &[vetric_store::ConnectorView]| -> Vec<(String, u32)> {
+        v.iter()
+            .map(|k| (k.charger_uuid.clone(), k.connector_id))
+            .collect()
+    };
+    assert_eq!(keys(&back), keys(&last_good));
+    assert!(back.iter().all(|k| k.observed_at >= back_at));
+}
+
+/// A charger the vendor stops listing (the rest of the list still there) leaves the dashboard
+/// at once — a shrinking non-empty list needs no confirmation — and its sessions keep their
+/// charger; a read that fails in between retires nothing.
+async fn a_charger_missing_from_the_list_is_retired(db: &TestDb) {
+    let rig = Rig::start(
+        db,
+        SimConfig {
+            chargers: 3,
+            ..SimConfig::scripted()
+        },
+    )
+    .await;
+    let mut ingest = rig.ingest(rig.fast_client()).await;
+    accepted(&mut ingest).await;
+    let all = rig.store.connectors(rig.site).await.expect("connectors");
+    assert_eq!(all.len(), 3);
+    let gone = all[1].charger_uuid.clone();
+
+    // A failed read first: nothing is retired.
+    rig.sim.set_fault(Fault::RenameChargePointList);
+    let out = ingest.cycle(Utc::now()).await.expect("cycle stored");
+    assert!(matches!(out, CycleOutcome::VendorFailed { .. }), "{out:?}");
+    assert_eq!(
+        rig.store
+            .connectors(rig.site)
+            .await
+            .expect("connectors")
+            .len(),
+        3
+    );
+    rig.sim.clear_fault(FaultKind::RenameChargePointList);
+
+    rig.sim.set_fault(Fault::HideCharger { uuid: gone.clone() });
+    accepted(&mut ingest).await;
+    let shown = rig.store.connectors(rig.site).await.expect("connectors");
+    assert_eq!(shown.len(), 2, "{shown:?}");
+    assert!(shown.iter().all(|k| k.charger_uuid != gone));
+
+    rig.sim.clear_fault(FaultKind::HideCharger);
+    accepted(&mut ingest).await;
+    assert_eq!(
+        rig.store
+            .connectors(rig.site)
+            .await
+            .expect("connectors")
+            .len(),
+        3
     );
 }
 
@@ -1030,6 +1101,7 @@ vetric_store::test_both_backends!(
     open_breaker_link_names_the_real_cause,
     shape_change_keeps_last_good_and_alerts_once,
     real_empty_list_is_accepted_after_confirmation,
+    a_charger_missing_from_the_list_is_retired,
     restart_resumes_without_duplicates,
     empty_tag_resolved_from_the_vendors_history,
     empty_tag_resolved_from_the_stores_tag_key_map,

@@ -332,7 +332,7 @@ async fn issuing_enqueues_the_announcements_in_its_transaction(db: &TestDb) {
     };
     let err = f
         .store
-        .issue_statement_with_messages(f.site, &input, &audit("statement_issue"), bad)
+        .issue_statement_with_messages(f.site, &input, &audit("statement_issue"), None, bad)
         .await;
     assert!(err.is_err());
     let versions = f.store.statement_versions(f.site, month()).await.unwrap();

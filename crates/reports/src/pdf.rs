@@ -589,7 +589,7 @@ fn tariffs_block<'a>(l: &mut Layout<'_>, sessions: impl Iterator<Item = &'a Sess
     for (from, peak, offpeak) in used {
         let since = match from {
             Some(d) => format!("Em vigor desde {}", d.format("%d/%m/%Y")),
-            None => "Tarifa sem data de início".to_owned(),
+            None => "Tarifa única (sem data de início)".to_owned(),
         };
         l.note(
             &format!(

@@ -268,6 +268,7 @@ fn day_cycle(
 ) -> CycleWrite {
     CycleWrite {
         observed_at,
+        listed_chargers: None,
         chargers: chargers
             .iter()
             .map(|c| ChargerWrite {

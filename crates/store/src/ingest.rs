@@ -40,8 +40,9 @@ const UPSERT_CHARGER: &str = "INSERT INTO chargers (site_id, uuid, charge_box_id
      charge_box_id = excluded.charge_box_id, name = excluded.name, vendor = excluded.vendor, \
      model = excluded.model, firmware = excluded.firmware, \
      last_heartbeat = excluded.last_heartbeat, online = excluded.online, \
-     observed_at = excluded.observed_at, \
-     changed_at = CASE WHEN chargers.charge_box_id IS DISTINCT FROM excluded.charge_box_id \
+     observed_at = excluded.observed_at, retired_at = NULL, \
+     changed_at = CASE WHEN chargers.retired_at IS NOT NULL \
+       OR chargers.charge_box_id IS DISTINCT FROM excluded.charge_box_id \
        OR chargers.name IS DISTINCT FROM excluded.name \
        OR chargers.vendor IS DISTINCT FROM excluded.vendor \
        OR chargers.model IS DISTINCT FROM excluded.model \
@@ -63,6 +64,47 @@ const UPSERT_CONNECTOR: &str = "INSERT INTO connectors (site_id, charger_uuid, c
        OR connectors.power_max_w IS DISTINCT FROM excluded.power_max_w \
        OR connectors.unidentified_charging IS DISTINCT FROM excluded.unidentified_charging \
        THEN excluded.changed_at ELSE connectors.changed_at END";
+
+/// Retires the site's shown chargers that an accepted list no longer has: `$1` site, `$2` the
+/// cycle's instant, then the listed uuids (see [`retire_sql`]). Only rows not yet retired are
+/// touched, so a list that did not shrink writes nothing. `changed_at` moves so live pages
+/// look again.
+const RETIRE_CHARGERS: &str = "UPDATE chargers SET retired_at = $2, changed_at = $2 \
+     WHERE site_id = $1 AND retired_at IS NULL";
+
+/// `RETIRE_CHARGERS` for a list of `listed` uuids bound from `$3` on. An empty list retires
+/// every charger of the site (a confirmed empty list); `NOT IN ()` is not valid SQL.
+fn retire_sql(listed: usize) -> String {
+    if listed == 0 {
+        RETIRE_CHARGERS.to_owned()
+    } else {
+        format!(
+            "{RETIRE_CHARGERS} AND uuid NOT IN ({})",
+            placeholders(3, listed)
+        )
+    }
+}
+
+/// Deletes the connectors of the chargers written this cycle that this cycle did not write
+/// (every connector it wrote has `observed_at` = the cycle's instant): `$1` site, `$2` the
+/// cycle's instant, then the written chargers' uuids from `$3` on. One statement per cycle,
+/// whatever the number of chargers. Connectors carry no history (sessions keep the connector
+/// number themselves), so a deleted one loses nothing.
+fn prune_connectors_sql(written: usize) -> String {
+    format!(
+        "DELETE FROM connectors WHERE site_id = $1 AND observed_at < $2 \
+         AND charger_uuid IN ({})",
+        placeholders(3, written)
+    )
+}
+
+/// `$from, $from+1, …` (`n` of them).
+fn placeholders(from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// Upsert by vendor transaction id. With no resident given, the tag's owner at the session's
 /// start is looked up; an owner already stored is kept when the update brings none.
@@ -132,7 +174,9 @@ macro_rules! upsert_link {
 
 impl Store {
     /// Writes one successful ingest cycle in ONE transaction: chargers and connectors
-    /// (`observed_at` always, `changed_at` only when a shown value changed), sessions
+    /// (`observed_at` always, `changed_at` only when a shown value changed; a written charger
+    /// is no longer retired), the retirement of chargers an accepted list no longer has
+    /// ([`CycleWrite::listed_chargers`]), sessions
     /// (inserted or updated by vendor id, so a replayed cycle does not double them), events
     /// (appended; their ids are returned in order), unknown-tag sightings (`seen_count`
     /// incremented), the tracker state and the vendor link. Either all of it is stored or,
@@ -224,6 +268,29 @@ impl Store {
                         .await
                         .ctx("writing a connector")?;
                 }
+            }
+            // Only an accepted list is the vendor's whole list (of chargers, and of each written
+            // charger's connectors); a writer that merely adds rows (`None`) retires nothing.
+            if let Some(listed) = &cycle.listed_chargers {
+                if !cycle.chargers.is_empty() {
+                    let sql = prune_connectors_sql(cycle.chargers.len());
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(site).bind(at);
+                    for c in &cycle.chargers {
+                        q = q.bind(&c.uuid);
+                    }
+                    q.execute(&mut *tx)
+                        .await
+                        .ctx("removing connectors the vendor no longer lists")?;
+                }
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(retire_sql(listed.len())))
+                    .bind(site)
+                    .bind(at);
+                for uuid in listed {
+                    q = q.bind(uuid);
+                }
+                q.execute(&mut *tx)
+                    .await
+                    .ctx("retiring chargers the vendor no longer lists")?;
             }
             for s in &cycle.sessions {
                 sqlx::query(UPSERT_SESSION)

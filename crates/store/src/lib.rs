@@ -75,8 +75,8 @@ pub use model::{
     SiteRow, TagOwnershipRow, UnknownTagRow, UnknownTagSighting, VendorLinkRow, apartment_label,
 };
 pub use outbox::{
-    AttemptRow, BacklogStats, Completion, OutboxEntry, OutboxFilter, OutboxRow, OutboxStatus,
-    ResidentPrefsRow, Resolution, SitePolicyRow,
+    AttemptRow, BacklogStats, Completion, Decided, OperatorDecision, OutboxEntry, OutboxFilter,
+    OutboxRow, OutboxStatus, ResidentPrefsRow, Resolution, SitePolicyRow,
 };
 pub use statements::{ImportOutcome, IssuedStatement, IssuedVersion, NewImportBatch};
 pub use store::{Backend, Store, sqlite_path_from_url};

@@ -490,7 +490,17 @@ pub struct ConnectorView {
 pub struct CycleWrite {
     /// When the vendor data was received; `observed_at` of every charger and connector.
     pub observed_at: DateTime<Utc>,
+    /// Chargers to write: only those that changed (the ingest skips rows it already wrote),
+    /// so this is NOT the vendor's whole list — see `listed_chargers`. A charger written here
+    /// is shown again if it was retired.
     pub chargers: Vec<ChargerWrite>,
+    /// `Some`: this cycle's charger list was ACCEPTED as the vendor's whole list (a confirmed
+    /// empty list included), and these are the uuids on it. Chargers of the site not on it are
+    /// retired (hidden from dashboards, the API and `vetric status`; kept for the history that
+    /// names them), as are connectors of a written charger that its write no longer lists.
+    /// `None` (a failed read, a shape error, an empty list awaiting confirmation, a writer that
+    /// only adds rows): nothing is retired.
+    pub listed_chargers: Option<Vec<String>>,
     pub sessions: Vec<SessionWrite>,
     pub events: Vec<NewEvent>,
     pub unknown_tags: Vec<UnknownTagSighting>,

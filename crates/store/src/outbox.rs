@@ -171,6 +171,50 @@ pub enum Resolution {
     Resend,
 }
 
+/// An operator's decision on a row left in doubt that reconciliation could not settle (the
+/// notification log's buttons, [`Store::decide_in_doubt`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperatorDecision {
+    /// The operator saw the message arrive (the resident's phone, the WhatsApp app): `sent`,
+    /// never again.
+    Sent,
+    /// Send again, accepting a possible duplicate: back to `pending`, due now, attempts kept,
+    /// same reference code.
+    Resend,
+    /// Give up: `cancelled` with reason `operator`.
+    Discard,
+}
+
+impl OperatorDecision {
+    pub const ALL: [OperatorDecision; 3] = [Self::Sent, Self::Resend, Self::Discard];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sent => "sent",
+            Self::Resend => "resend",
+            Self::Discard => "discard",
+        }
+    }
+
+    /// `None` for anything else.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|d| d.as_str() == s)
+    }
+}
+
+/// What [`Store::decide_in_doubt`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decided {
+    /// Applied; the row's new status.
+    Done(OutboxStatus),
+    /// The row is no longer in doubt (reconciliation or another operator settled it); its
+    /// status now. Nothing written.
+    NotInDoubt(OutboxStatus),
+    /// No such row on that site. Nothing written.
+    NotFound,
+}
+
 /// Outbox figures for the health watch and metrics: rows still owed to someone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct BacklogStats {
@@ -787,6 +831,93 @@ impl Store {
             done
         });
         Ok(done)
+    }
+
+    /// An operator's decision on the in-doubt row `id` of `site`, audited in the same
+    /// transaction. Conditional on `status = 'in_doubt'`: a row that reconciliation (or another
+    /// operator) settled meanwhile is left alone and reported as [`Decided::NotInDoubt`].
+    /// The attempt that went in doubt records the decision (its outcome `operator_sent`,
+    /// `operator_resend` or `operator_discard`). A resend keeps the attempts count: the
+    /// dispatcher's next claim is one more attempt under the same reference code.
+    pub async fn decide_in_doubt(
+        &self,
+        site: SiteId,
+        id: i64,
+        decision: OperatorDecision,
+        audit: &AuditEntry,
+    ) -> Result<Decided, StoreError> {
+        let now = audit.at;
+        let (sql, status, outcome, note) = match decision {
+            OperatorDecision::Sent => (
+                "UPDATE outbox SET status = 'sent', sent_at = $3, updated_at = $3, \
+                 last_error = NULL, reason = 'operator_confirmed', lease_until = NULL \
+                 WHERE id = $1 AND site_id = $2 AND status = 'in_doubt'",
+                OutboxStatus::Sent,
+                "operator_sent",
+                "confirmed delivered by hand by an operator",
+            ),
+            OperatorDecision::Resend => (
+                "UPDATE outbox SET status = 'pending', next_attempt_at = $3, updated_at = $3, \
+                 last_error = 'an operator chose to send again (a duplicate is possible)', \
+                 lease_until = NULL \
+                 WHERE id = $1 AND site_id = $2 AND status = 'in_doubt'",
+                OutboxStatus::Pending,
+                "operator_resend",
+                "an operator chose to send again, accepting a possible duplicate",
+            ),
+            OperatorDecision::Discard => (
+                "UPDATE outbox SET status = 'cancelled', reason = 'operator', updated_at = $3, \
+                 lease_until = NULL \
+                 WHERE id = $1 AND site_id = $2 AND status = 'in_doubt'",
+                OutboxStatus::Cancelled,
+                "operator_discard",
+                "an operator gave up on this message",
+            ),
+        };
+        let decided = in_tx!(self, |tx, _backend| {
+            let done = sqlx::query(sql)
+                .bind(id)
+                .bind(site)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .ctx("recording an operator's decision on a notification in doubt")?
+                .rows_affected()
+                == 1;
+            if done {
+                sqlx::query(
+                    "UPDATE outbox_attempts SET outcome = $2, error = $3, \
+                     finished_at = COALESCE(finished_at, $4) \
+                     WHERE outbox_id = $1 AND attempt = (SELECT attempts FROM outbox WHERE id = $1)",
+                )
+                .bind(id)
+                .bind(outcome)
+                .bind(note)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .ctx("recording an operator's decision on an attempt")?;
+                audit_in!(tx, audit);
+                Decided::Done(status)
+            } else {
+                let current: Option<String> =
+                    sqlx::query_scalar("SELECT status FROM outbox WHERE id = $1 AND site_id = $2")
+                        .bind(id)
+                        .bind(site)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .ctx("reading a notification")?;
+                match current {
+                    None => Decided::NotFound,
+                    Some(s) => Decided::NotInDoubt(OutboxStatus::try_from(s).map_err(|e| {
+                        StoreError::Corrupt {
+                            what: format!("outbox status {:?}", e.0),
+                        }
+                    })?),
+                }
+            }
+        });
+        Ok(decided)
     }
 
     /// One row, with its attempts.

@@ -38,7 +38,8 @@ impl Store {
         .ctx("reading the tracker state"))
     }
 
-    /// Every connector of the site with its charger, by charger name then connector.
+    /// Every connector of the site with its charger, by charger name then connector. Chargers
+    /// the vendor no longer lists (retired by an accepted list) are left out.
     pub async fn connectors(&self, site: SiteId) -> Result<Vec<ConnectorView>, StoreError> {
         with_pool!(self, |pool| {
             sqlx::query_as::<_, ConnectorView>(
@@ -47,7 +48,8 @@ impl Store {
              k.status_since, k.error_code, k.power_max_w, k.unidentified_charging, \
              k.observed_at, k.changed_at \
              FROM connectors k JOIN chargers c ON c.site_id = k.site_id AND c.uuid = k.charger_uuid \
-             WHERE k.site_id = $1 ORDER BY c.name, k.charger_uuid, k.connector_id"
+             WHERE k.site_id = $1 AND c.retired_at IS NULL \
+             ORDER BY c.name, k.charger_uuid, k.connector_id"
         )
         .bind(site)
         .fetch_all(pool)

@@ -448,7 +448,7 @@ impl Store {
         input: &StatementInput,
         audit: &AuditEntry,
     ) -> Result<IssuedStatement, StoreError> {
-        self.issue_statement_with_messages(site, input, audit, |_| Vec::new())
+        self.issue_statement_with_messages(site, input, audit, None, |_| Vec::new())
             .await
     }
 
@@ -461,6 +461,7 @@ impl Store {
         site: SiteId,
         input: &StatementInput,
         audit: &AuditEntry,
+        expected_latest: Option<i64>,
         messages: F,
     ) -> Result<IssuedStatement, StoreError>
     where
@@ -484,6 +485,19 @@ impl Store {
             .fetch_one(&mut *tx)
             .await
             .ctx("reading the last statement version")?;
+            // Two managers pressing "Emitir" on the same page would otherwise both issue, the
+            // second an identical copy: checked here, under the site lock, not before it.
+            if let Some(expected) = expected_latest
+                && last.unwrap_or(0) != expected
+            {
+                return Err(StoreError::Conflict {
+                    what: format!(
+                        "version {} of {month} was issued after the draft was read (expected \
+                         the latest to be {expected})",
+                        last.unwrap_or(0)
+                    ),
+                });
+            }
             let version = last.unwrap_or(0) + 1;
             let id = sqlx::query_scalar::<_, i64>(
                 "INSERT INTO statements (site_id, month, version, issued_at, issued_by, total, \

@@ -214,6 +214,7 @@ async fn change_marker_moves_with_the_site(db: &TestDb) {
     assert_eq!(empty.link_updated, None);
     let write = vetric_store::CycleWrite {
         observed_at: t(1),
+        listed_chargers: None,
         chargers: vec![],
         sessions: vec![],
         events: vec![],

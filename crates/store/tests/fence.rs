@@ -18,6 +18,7 @@ fn cycle(n: i64) -> CycleWrite {
     let at = Utc::now();
     CycleWrite {
         observed_at: at,
+        listed_chargers: None,
         chargers: vec![],
         sessions: vec![],
         events: vec![NewEvent {

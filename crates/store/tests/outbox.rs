@@ -71,6 +71,7 @@ fn link(at: DateTime<Utc>) -> VendorLinkRow {
 fn cycle(notifications: Vec<NewNotification>, cancellations: Vec<CancelPending>) -> CycleWrite {
     CycleWrite {
         observed_at: t(0),
+        listed_chargers: None,
         chargers: vec![],
         sessions: vec![],
         events: vec![NewEvent {

@@ -93,6 +93,7 @@ async fn setup(store: &Store) -> SiteId {
     open.status = SessionStatus::Open;
     let cycle = CycleWrite {
         observed_at: now,
+        listed_chargers: None,
         chargers: vec![ChargerWrite {
             uuid: "c1".into(),
             charge_box_id: "BOX-c1".into(),
@@ -347,7 +348,44 @@ async fn an_import_of_own_records_is_refused_and_stores_nothing(db: &TestDb) {
     assert_eq!(db.row_counts().await, before);
 }
 
+async fn issuing_from_a_stale_read_is_refused_and_stores_nothing(db: &TestDb) {
+    let store = &db.store;
+    let site = setup(store).await;
+    let input = store.statement_input(site, march()).await.unwrap();
+    // Two people read the month with no version issued; the first one issues.
+    let first = store
+        .issue_statement_with_messages(
+            site,
+            &input,
+            &audit("statement_issue", site),
+            Some(0),
+            |_| Vec::new(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.version, 1);
+    // The second, still expecting no version, is refused instead of issuing a copy as v2.
+    let before = db.row_counts().await;
+    let err = store
+        .issue_statement_with_messages(
+            site,
+            &input,
+            &audit("statement_issue", site),
+            Some(0),
+            |_| Vec::new(),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { .. }), "{err}");
+    assert_eq!(db.row_counts().await, before);
+    assert_eq!(
+        store.statement_versions(site, march()).await.unwrap().len(),
+        1
+    );
+}
+
 test_both_backends!(
+    issuing_from_a_stale_read_is_refused_and_stores_nothing,
     statement_input_takes_the_local_month_of_ended_sessions,
     issuing_freezes_and_late_data_makes_a_new_version,
     an_import_of_own_records_is_refused_and_stores_nothing,

@@ -105,6 +105,7 @@ fn event(at: DateTime<Utc>, kind: &str, n: i64) -> NewEvent {
 fn cycle(at: DateTime<Utc>) -> CycleWrite {
     CycleWrite {
         observed_at: at,
+        listed_chargers: None,
         chargers: vec![],
         sessions: vec![],
         events: vec![],
@@ -818,6 +819,139 @@ async fn concurrent_writers_all_land(db: &TestDb) {
     assert_eq!((events, sessions), (6 * 5 * 2, 6 * 5));
 }
 
+/// A cycle that lists `uuids` as the vendor's whole (accepted) list and writes `chargers`.
+fn listed_cycle(at: DateTime<Utc>, chargers: Vec<ChargerWrite>, uuids: &[&str]) -> CycleWrite {
+    let mut c = cycle(at);
+    c.chargers = chargers;
+    c.listed_chargers = Some(uuids.iter().map(|u| (*u).to_owned()).collect());
+    c
+}
+
+fn shown(connectors: &[vetric_store::ConnectorView]) -> Vec<(String, u32)> {
+    connectors
+        .iter()
+        .map(|k| (k.charger_uuid.clone(), k.connector_id))
+        .collect()
+}
+
+/// Chargers an accepted list no longer has leave the reads (dashboard, API, `vetric status`)
+/// while the sessions that name them keep their charger; one that comes back shows again; a
+/// confirmed empty list shows none; `None` (no accepted list) retires nothing; another site
+/// is untouched.
+async fn accepted_list_retires_missing_chargers_and_keeps_history(db: &TestDb) {
+    let store = &db.store;
+    let s = site(store).await;
+    let other = store
+        .upsert_site("outro", "Outro", "America/Sao_Paulo")
+        .await
+        .unwrap();
+    let c1 = || {
+        charger(
+            "c1",
+            "Vaga 1",
+            vec![
+                connector(1, ConnectorStatus::Available, t(1, 8)),
+                connector(2, ConnectorStatus::Available, t(1, 8)),
+            ],
+        )
+    };
+    let c2 = || {
+        charger(
+            "c2",
+            "Vaga 2",
+            vec![connector(1, ConnectorStatus::Available, t(1, 8))],
+        )
+    };
+    let mut first = listed_cycle(t(1, 10), vec![c1(), c2()], &["c1", "c2"]);
+    let mut ended = open_session(5001, "c2", None, t(1, 8));
+    ended.stop = Some(t(1, 9));
+    ended.end_kind = Some(EndKind::Finished);
+    ended.status = SessionStatus::Ended;
+    first.sessions.push(ended);
+    store.write_cycle(s, &first).await.unwrap();
+    store
+        .write_cycle(other, &listed_cycle(t(1, 10), vec![c2()], &["c2"]))
+        .await
+        .unwrap();
+    let both = vec![
+        ("c1".to_owned(), 1),
+        ("c1".to_owned(), 2),
+        ("c2".to_owned(), 1),
+    ];
+    assert_eq!(shown(&store.connectors(s).await.unwrap()), both);
+    let before = store.site_change_marker(s).await.unwrap();
+
+    // c2 is gone from an accepted list; c1 is unchanged, so the ingest does not rewrite it.
+    store
+        .write_cycle(s, &listed_cycle(t(1, 11), vec![], &["c1"]))
+        .await
+        .unwrap();
+    let now_shown = store.connectors(s).await.unwrap();
+    assert_eq!(
+        shown(&now_shown),
+        [("c1".to_owned(), 1), ("c1".to_owned(), 2)]
+    );
+    // c1 was not touched (no churn): still as written at 10:00.
+    assert!(now_shown.iter().all(|k| k.observed_at == t(1, 10)));
+    assert_ne!(store.site_change_marker(s).await.unwrap(), before);
+    // History keeps naming the charger.
+    let history = store.session(s, 5001).await.unwrap().unwrap();
+    assert_eq!(history.charger_name.as_deref(), Some("Vaga 2"));
+    let by_charger = SessionFilter {
+        charger_uuid: Some("c2".into()),
+        ..SessionFilter::default()
+    };
+    assert_eq!(store.sessions(s, &by_charger).await.unwrap().len(), 1);
+    // Another site's charger with the same uuid stays.
+    assert_eq!(store.connectors(other).await.unwrap().len(), 1);
+
+    // No accepted list (a failed read, an unconfirmed empty list): nothing retired.
+    let mut failed = cycle(t(1, 12));
+    failed.tracker_state = None;
+    store.write_cycle(s, &failed).await.unwrap();
+    assert_eq!(store.connectors(s).await.unwrap().len(), 2);
+
+    // A connector the vendor no longer lists for c1 goes too.
+    let mut c1_one = c1();
+    c1_one.connectors.truncate(1);
+    store
+        .write_cycle(s, &listed_cycle(t(1, 13), vec![c1_one], &["c1"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        shown(&store.connectors(s).await.unwrap()),
+        [("c1".to_owned(), 1)]
+    );
+
+    // c2 comes back exactly as it left (and c1 with both connectors): shown again, fresh.
+    store
+        .write_cycle(s, &listed_cycle(t(1, 14), vec![c1(), c2()], &["c1", "c2"]))
+        .await
+        .unwrap();
+    let back = store.connectors(s).await.unwrap();
+    assert_eq!(shown(&back), both);
+    let k2 = back.iter().find(|k| k.charger_uuid == "c2").unwrap();
+    assert_eq!(
+        (k2.observed_at, k2.charger_name.as_str()),
+        (t(1, 14), "Vaga 2")
+    );
+
+    // A confirmed empty list: 0 chargers shown; the history stays.
+    let marker = store.site_change_marker(s).await.unwrap();
+    store
+        .write_cycle(s, &listed_cycle(t(1, 15), vec![], &[]))
+        .await
+        .unwrap();
+    assert!(store.connectors(s).await.unwrap().is_empty());
+    assert_ne!(store.site_change_marker(s).await.unwrap(), marker);
+    let history = store.session(s, 5001).await.unwrap().unwrap();
+    assert_eq!(
+        (history.charger_name.as_deref(), history.energy_wh),
+        (Some("Vaga 2"), Some(1200))
+    );
+    assert_eq!(store.connectors(other).await.unwrap().len(), 1);
+}
+
 test_both_backends!(
     concurrent_writers_all_land,
     migrate_twice_is_a_no_op,
@@ -832,6 +966,7 @@ test_both_backends!(
     events_come_back_in_write_order,
     unknown_tags_count_sightings_and_leave_the_inbox_when_assigned,
     connect_reports_problems_without_passwords,
+    accepted_list_retires_missing_chargers_and_keeps_history,
 );
 
 /// Both migration folders describe the same tables and columns.

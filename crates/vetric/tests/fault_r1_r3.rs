@@ -21,10 +21,11 @@
 //! with the `planted-bugs` feature that this crate's dev-dependencies enable) and requires the
 //! checker to report "0 chargers …" — proof that the suite can fail.
 //!
-//! What "accepted" means for an empty list: the data's `as_of` moves on and the link believes
-//! there are no chargers (operators get `chargers_zero`). The store keeps the connectors it
-//! knows (nothing deletes them), so the dashboard goes on listing the previous chargers; the
-//! R3 real-empty scenario reports that count as `listed_after_acceptance`.
+//! What "accepted" means for an empty list: the data's `as_of` moves on, the link believes
+//! there are no chargers (operators get `chargers_zero`) and, in the same transaction, the
+//! store retires the chargers the list no longer has, so the API lists 0 chargers from the
+//! first answer that carries the new `as_of` on (reported as `listed_after_acceptance`) — and
+//! never before the second empty read.
 
 mod ops_common;
 
@@ -1272,9 +1273,9 @@ async fn run_r3(drift: Drift, planted: Option<&'static str>) -> (Vec<String>, St
             if shape.len() > 1 {
                 v.push(format!("{} shape alerts for one episode", shape.len()));
             }
-            // The legacy bug: a payload that lost its list believed as "no chargers". The store
-            // keeps the chargers it knows, so the dashboard would show them as fresh while the
-            // link believes there are none: the alert and the freshness say so.
+            // The legacy bug: a payload that lost its list believed as "no chargers". Once that
+            // is confirmed the chargers are retired, so the load check above sees 0 chargers;
+            // the `chargers_zero` alert says so as well.
             if let Some(a) = alerts("chargers_zero").first() {
                 v.push(format!(
                     "0 chargers accepted from a shape error (chargers_zero alert: {})",
@@ -1326,15 +1327,41 @@ async fn run_r3(drift: Drift, planted: Option<&'static str>) -> (Vec<String>, St
                             "the empty list was accepted after only {reads} read(s); two needed"
                         ));
                     }
+                    // The API reads the link before the chargers, and the acceptance retires
+                    // the chargers in the same transaction: an accepted `as_of` comes with 0.
+                    if first.count != Some(0) {
+                        v.push(format!(
+                            "the confirmed empty list still lists {:?} chargers at +{} s",
+                            first.count,
+                            at(first.at)
+                        ));
+                    }
                 }
             }
-            if let Some(last) = in_window.last()
-                && last.state != "fresh"
+            // Never 0 before the confirming (second) empty read.
+            if let Some(s) = all
+                .iter()
+                .find(|s| s.count == Some(0) && s.vendor_reads.saturating_sub(reads_before) < 2)
             {
                 v.push(format!(
-                    "the confirmed empty list is {:?}, not fresh, at the end of the window",
-                    last.state
+                    "0 chargers listed at +{} s, after only {} empty read(s)",
+                    at(s.at),
+                    s.vendor_reads.saturating_sub(reads_before)
                 ));
+            }
+            if let Some(last) = in_window.last() {
+                if last.state != "fresh" {
+                    v.push(format!(
+                        "the confirmed empty list is {:?}, not fresh, at the end of the window",
+                        last.state
+                    ));
+                }
+                if last.count != Some(0) {
+                    v.push(format!(
+                        "the API lists {:?} chargers at the end of the confirmed empty window",
+                        last.count
+                    ));
+                }
             }
             let zero_alerts = alerts("chargers_zero");
             if zero_alerts.is_empty() {

@@ -282,6 +282,10 @@ pub fn router(state: AppState) -> Router {
             post(notifications::api_resend),
         )
         .route(
+            "/sites/{slug}/notifications/{id}/resolve",
+            post(notifications::api_resolve),
+        )
+        .route(
             "/sites/{slug}/notifications/test",
             post(notifications::settings::api_test),
         )
@@ -466,6 +470,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/sites/{slug}/notifications/{id}/resend",
             post(notifications::resend_submit),
+        )
+        .route(
+            "/sites/{slug}/notifications/{id}/resolve",
+            post(notifications::resolve_submit),
         )
         .route(
             "/sites/{slug}/notifications/settings",

@@ -20,6 +20,7 @@
 //!   refreshed from the store on every scrape. The dispatcher sets the same two gauges when it
 //!   measures the backlog; reading them here too keeps them true when the dispatcher itself is
 //!   stuck, which is exactly when the backlog-age alert must fire.
+//! * `vetric_outbox_in_doubt` — rows in doubt right now (all sites), refreshed on every scrape.
 //!
 //! Recorded by the engine's dispatcher, rendered here: `vetric_notifications_total{status,
 //! channel}`, `vetric_gateway_up{site}`, `vetric_dispatcher_errors_total`.
@@ -212,6 +213,9 @@ async fn outbox_gauges(state: &AppState, now: chrono::DateTime<chrono::Utc>) {
         return;
     };
     metrics::gauge!("vetric_outbox_backlog").set((stats.pending + stats.in_doubt) as f64);
+    // The live count the `VetricNotificationsInDoubt` alert reads: it clears as soon as the
+    // last row in doubt is settled (by reconciliation or an operator's decision).
+    metrics::gauge!("vetric_outbox_in_doubt").set(stats.in_doubt as f64);
     let age = stats
         .oldest_due
         .map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0);

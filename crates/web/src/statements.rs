@@ -228,10 +228,21 @@ pub async fn issue_month(
             "previous_version": latest,
         }));
     // The managers' e-mail links to the page of the issued version.
-    let ctx = vetric_engine::statements::IssueContext::new(state.0.public_url.as_ref());
-    let issued =
-        vetric_engine::statements::issue(state.store(), site.id, &ms.input, &entry, &ctx).await?;
-    Ok(IssueOutcome::Issued(Box::new(issued)))
+    let ctx = vetric_engine::statements::IssueContext::new(state.0.public_url.as_ref())
+        .expecting_latest(latest);
+    match vetric_engine::statements::issue(state.store(), site.id, &ms.input, &entry, &ctx).await {
+        Ok(issued) => Ok(IssueOutcome::Issued(Box::new(issued))),
+        // Someone issued between our read and our transaction.
+        Err(StoreError::Conflict { .. }) => {
+            let latest = state
+                .store()
+                .issued_statement(site.id, month)
+                .await?
+                .map_or(0, |l| l.version);
+            Ok(IssueOutcome::Stale { latest })
+        }
+        Err(e) => Err(e),
+    }
 }
 
 async fn emails(store: &Store) -> Result<HashMap<UserId, String>, StoreError> {
@@ -283,7 +294,7 @@ fn apartment_segment(apartment: Option<&str>) -> String {
 /// The tariff that priced a session, as shown.
 fn tariff_label(s: &SessionLine) -> String {
     let from = s.tariff_effective_from.map_or_else(
-        || "tarifa sem data".to_owned(),
+        || "tarifa única (sem data de início)".to_owned(),
         |d| format!("tarifa de {}", br_date(d)),
     );
     format!(

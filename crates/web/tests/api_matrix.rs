@@ -287,6 +287,8 @@ fn routes() -> Vec<Route> {
         route(POST, "/api/v1/sites/{slug}/vendor/test", SiteAdmin, OK, Data),
         route(GET, "/api/v1/sites/{slug}/notifications", Site, OK, Data),
         route(POST, "/api/v1/sites/{slug}/notifications/{id}/resend", Site, OK, Data).no_happy_path("needs a failed outbox row (tests/notifications.rs)"),
+        route(POST, "/api/v1/sites/{slug}/notifications/{id}/resolve", Site, OK, Data).body(resolve_body, &["decision"]).invalid(resolve_invalid)
+            .no_happy_path("needs an outbox row in doubt (tests/notifications_in_doubt.rs)"),
         route(POST, "/api/v1/sites/{slug}/notifications/test", SiteAdmin, CREATED, Data).body(notify_test_body, &["phone"]).invalid(notify_test_invalid)
             .no_happy_path("needs a WhatsApp gateway; without one it is a 409 no_gateway"),
         route(POST, "/api/v1/sites/{slug}/notifications/gateway-check", SiteAdmin, OK, Data).no_happy_path("needs a WhatsApp gateway; without one it is a 409 no_gateway"),
@@ -485,6 +487,19 @@ fn notify_test_invalid(_: &Ctx) -> Vec<Invalid> {
     vec![
         ("phone", json!("123"), "phone"),
         ("key", json!("com espaço"), "key"),
+    ]
+}
+
+fn resolve_body(_: &Ctx) -> Value {
+    json!({ "decision": "resend" })
+}
+
+fn resolve_invalid(_: &Ctx) -> Vec<Invalid> {
+    vec![
+        ("decision", json!(""), "decision"),
+        ("decision", json!("reenviar"), "decision"),
+        ("decision", json!("SENT"), "decision"),
+        ("nota", json!("conferi no celular"), "nota"),
     ]
 }
 

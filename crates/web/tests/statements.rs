@@ -280,7 +280,7 @@ async fn the_draft_page_shows_the_domain_totals(db: &TestDb) {
     assert!(html.contains("sem morador"));
     assert!(html.contains("R$ 34,98"), "Maria's line");
     // The tariff that priced the sessions, and the charts inline.
-    assert!(html.contains("tarifa sem data"), "{html}");
+    assert!(html.contains("tarifa única (sem data de início)"), "{html}");
     assert!(html.contains("3 recarga(s)"), "{html}");
     assert!(html.contains("<svg"), "charts inline");
     assert!(html.contains("Emitir extrato"));

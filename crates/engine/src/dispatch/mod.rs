@@ -923,7 +923,8 @@ impl Dispatcher {
             "⚠️ *Mensagem em dúvida*\nLocal: {place}\nA mensagem #{} ({}) pode ou não ter sido \
              entregue ao gateway: o processo parou durante o envio. Ela NÃO será reenviada \
              automaticamente.\nMotivo: {why}\nVerifique no WhatsApp do destinatário e resolva \
-             no registro de notificações (marcar como enviada ou reenviar).",
+             no registro de notificações: \"Foi entregue\", \"Reenviar mesmo assim\" ou \
+             \"Descartar\".",
             row.id, row.rule
         );
         let key = format!("in_doubt:{}", row.id);

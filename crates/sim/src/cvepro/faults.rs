@@ -1,6 +1,7 @@
 //! Injected faults of the vendor service (RELIABILITY.md R1/R3): gateway outages with the
 //! recorded nginx HTML, latency, hangs, 429 with `Retry-After`, 500 on a route, and shape drift
-//! of the charger list (renamed field, dropped field, malformed JSON, a real empty list).
+//! of the charger list (renamed field, dropped field, malformed JSON, a real empty list), and a
+//! charger removed from the list.
 //!
 //! Faults are toggles: set one with [`Fault`], clear it by [`FaultKind`] (or all at once). An
 //! outage or a rate limit may carry a duration after which it clears by itself.
@@ -59,6 +60,12 @@ pub enum Fault {
     },
     /// `/chargepoints` answers a genuine empty list (`[]`, `count: 0`).
     EmptyChargerList,
+    /// `/chargepoints` leaves out the charger with this `uuid` (removed from the account);
+    /// the rest of the list is as usual.
+    HideCharger {
+        /// The charger's vendor uuid.
+        uuid: String,
+    },
     /// The route answers 500.
     ServerError {
         /// Which route.
@@ -86,6 +93,8 @@ pub enum FaultKind {
     MalformedJson,
     /// [`Fault::EmptyChargerList`].
     EmptyChargerList,
+    /// [`Fault::HideCharger`].
+    HideCharger,
     /// [`Fault::ServerError`] (every route).
     ServerError,
 }
@@ -102,6 +111,7 @@ impl Fault {
             Fault::DropConnectorStatus => FaultKind::DropConnectorStatus,
             Fault::MalformedJson { .. } => FaultKind::MalformedJson,
             Fault::EmptyChargerList => FaultKind::EmptyChargerList,
+            Fault::HideCharger { .. } => FaultKind::HideCharger,
             Fault::ServerError { .. } => FaultKind::ServerError,
         }
     }
@@ -207,6 +217,14 @@ impl FaultState {
     pub fn rate_limit(&mut self, now: DateTime<Utc>) -> Option<u64> {
         match self.find(now, FaultKind::RateLimit) {
             Some(Fault::RateLimit { retry_after_s, .. }) => Some(*retry_after_s),
+            _ => None,
+        }
+    }
+
+    /// The uuid of the charger a [`Fault::HideCharger`] in force leaves out.
+    pub fn hidden_charger(&mut self, now: DateTime<Utc>) -> Option<String> {
+        match self.find(now, FaultKind::HideCharger) {
+            Some(Fault::HideCharger { uuid }) => Some(uuid.clone()),
             _ => None,
         }
     }

@@ -411,12 +411,13 @@ async fn chargepoints(
         return r;
     }
     let now = Utc::now();
-    let (empty, rename, drop_status) = {
+    let (empty, rename, drop_status, hidden) = {
         let mut f = shared.faults();
         (
             f.has(now, FaultKind::EmptyChargerList),
             f.has(now, FaultKind::RenameChargePointList),
             f.has(now, FaultKind::DropConnectorStatus),
+            f.hidden_charger(now),
         )
     };
     let filter = query
@@ -427,14 +428,18 @@ async fn chargepoints(
         Vec::new()
     } else {
         let (engine, now) = shared.engine_now();
-        wire::chargepoints(
+        let mut list = wire::chargepoints(
             &engine,
             now,
             &wire::ChargepointsView {
                 charge_box_id: filter,
                 drop_status,
             },
-        )
+        );
+        if let Some(uuid) = hidden {
+            list.retain(|c| c.uuid() != uuid);
+        }
+        list
     };
     let count = list.len();
     let (charge_point_list, charge_boxes) = if rename {

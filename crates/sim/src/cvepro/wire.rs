@@ -130,6 +130,13 @@ pub(crate) struct ChargePoint {
     speed_count: SpeedCount,
 }
 
+impl ChargePoint {
+    /// The charger's vendor uuid (what [`crate::cvepro::Fault::HideCharger`] names).
+    pub(crate) fn uuid(&self) -> &str {
+        &self.uuid
+    }
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Connector {

@@ -5,8 +5,14 @@
 //!   (DESIGN.md: phones in full only on the resident's own page), status and reason in pt-BR,
 //!   attempts and last error, and the attempts list in a details view. "Reenviar" puts a
 //!   `failed` row back in the queue through [`vetric_store::Store::resend`] (audited in the
-//!   same transaction). API: `GET /api/v1/sites/{slug}/notifications`,
-//!   `POST /api/v1/sites/{slug}/notifications/{id}/resend`.
+//!   same transaction). A row left `in_doubt` (the process died between handing it to the
+//!   gateway and recording the answer) that reconciliation could not settle waits for the
+//!   operator's decision: "Foi entregue" (sent), "Reenviar mesmo assim" (pending again, a
+//!   duplicate possible) or "Descartar" (cancelled, reason `operator`), through
+//!   [`vetric_store::Store::decide_in_doubt`] (conditional on the row still being in doubt,
+//!   audited in the same transaction). API: `GET /api/v1/sites/{slug}/notifications`,
+//!   `POST /api/v1/sites/{slug}/notifications/{id}/resend`,
+//!   `POST /api/v1/sites/{slug}/notifications/{id}/resolve` `{"decision"}`.
 //! * [`settings`]: the site's WhatsApp gateway (read-only, from the config file), its live
 //!   connection state on an explicit click, a test message through the outbox, and the
 //!   notification policy (rules, templates with preview, timings).
@@ -38,7 +44,10 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use vetric_domain::notify::{CancelReason, Rule};
 use vetric_evolution::error::redact_digits;
-use vetric_store::{OutboxEntry, OutboxFilter, OutboxRow, OutboxStatus, ResidentId, StoreError};
+use vetric_store::{
+    Decided, OperatorDecision, OutboxEntry, OutboxFilter, OutboxRow, OutboxStatus, ResidentId,
+    StoreError,
+};
 
 pub use settings::{NotifyState, SiteGateway};
 
@@ -53,7 +62,7 @@ pub fn status_words(s: OutboxStatus) -> (&'static str, &'static str) {
     match s {
         OutboxStatus::Pending => ("Na fila", "waiting"),
         OutboxStatus::Sending => ("Enviando", "waiting"),
-        OutboxStatus::InDoubt => ("Em dúvida (conferindo com o gateway)", "idle"),
+        OutboxStatus::InDoubt => ("Em dúvida", "idle"),
         OutboxStatus::Sent => ("Enviada", "free"),
         OutboxStatus::Failed => ("Falhou", "fault"),
         OutboxStatus::Cancelled => ("Cancelada", "offline"),
@@ -109,6 +118,10 @@ fn reason_text(row: &OutboxRow) -> Option<String> {
     Some(match CancelReason::parse(reason) {
         Some(c) => c.label_pt_br().to_owned(),
         None if reason == "no_email" => "o destinatário não tem e-mail cadastrado".to_owned(),
+        None if reason == "operator" => "descartada por um operador (estava em dúvida)".to_owned(),
+        None if reason == "operator_confirmed" => {
+            "entrega confirmada manualmente por um operador".to_owned()
+        }
         None => redact_digits(reason),
     })
 }
@@ -122,6 +135,9 @@ fn attempt_outcome(outcome: &str) -> &'static str {
         "operator" => "precisa de um operador",
         "confirmed" => "confirmada no gateway",
         "not_found" => "não encontrada no gateway",
+        "operator_sent" => "entrega confirmada por um operador",
+        "operator_resend" => "operador mandou reenviar",
+        "operator_discard" => "descartada por um operador",
         _ => "outro",
     }
 }
@@ -315,6 +331,8 @@ struct LogLine {
     body: String,
     attempt_lines: Vec<AttemptLine>,
     can_resend: bool,
+    /// In doubt: the operator's three buttons.
+    in_doubt: bool,
 }
 
 fn log_line(
@@ -369,6 +387,7 @@ fn log_line(
             })
             .collect(),
         can_resend: r.status == OutboxStatus::Failed,
+        in_doubt: r.status == OutboxStatus::InDoubt,
     }
 }
 
@@ -393,6 +412,8 @@ struct LogPage {
     older_href: Option<String>,
     error: Option<(String, String)>,
     notice: Option<String>,
+    /// Rows of the site in doubt right now (all of them, not only this page's).
+    in_doubt_count: i64,
 }
 
 impl LogPage {
@@ -427,9 +448,23 @@ pub async fn log_page(
             "reenviada" => {
                 Some("Notificação de volta à fila: será enviada em instantes.".to_owned())
             }
+            "entregue" => {
+                Some("Mensagem marcada como enviada (entrega confirmada por você).".to_owned())
+            }
+            "reenviar" => Some(
+                "Mensagem de volta à fila: será enviada de novo em instantes, com o mesmo \
+                 código de referência."
+                    .to_owned(),
+            ),
+            "descartada" => Some("Mensagem descartada: não será enviada.".to_owned()),
             _ => None,
         });
     let names = resident_names(&state, site).await?;
+    let in_doubt_count = state
+        .store()
+        .outbox_backlog(Some(site.id), Utc::now())
+        .await?
+        .in_doubt;
     let (rows, older_href, error, status) = match q.parse(site) {
         Ok(p) => {
             let entries = state
@@ -479,6 +514,7 @@ pub async fn log_page(
         older_href,
         error,
         notice,
+        in_doubt_count,
         q,
     };
     let mut res = page.into_response();
@@ -552,6 +588,89 @@ pub async fn resend_submit(
         ResendOutcome::NotFailed => Ok(error_page(StatusCode::CONFLICT, NOT_FAILED)),
         ResendOutcome::NotFound => Err(PageError::not_found()),
     }
+}
+
+const DECISIONS: &str = "use sent (foi entregue), resend (reenviar mesmo assim) ou discard \
+     (descartar)";
+
+async fn decide(
+    state: &AppState,
+    user: &AuthUser,
+    ip: &str,
+    site: &SiteSettings,
+    id: i64,
+    decision: OperatorDecision,
+) -> Result<Decided, StoreError> {
+    let a = audit(
+        user,
+        ip,
+        "notification_in_doubt_resolve",
+        format!("notification:{id}"),
+    )
+    .with_detail(json!({
+        "via": user.via.as_str(),
+        "site": site.slug,
+        "decision": decision.as_str(),
+    }));
+    state
+        .store()
+        .decide_in_doubt(site.id, id, decision, &a)
+        .await
+}
+
+/// "a mensagem já foi resolvida: <status>" (the 409 of a row no longer in doubt).
+fn already_resolved(status: OutboxStatus) -> String {
+    format!(
+        "a mensagem já foi resolvida: {} ({})",
+        status.as_str(),
+        status_words(status).0
+    )
+}
+
+/// `POST /sites/{slug}/notifications/{id}/resolve` with `decision` = sent | resend | discard.
+pub async fn resolve_submit(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path((slug, id)): Path<(String, String)>,
+    peer: ClientAddr,
+    form: FormPairs,
+) -> Result<Response, PageError> {
+    let site = site_page(&state, &user, &slug)?;
+    let id = id.parse::<i64>().map_err(|_| PageError::not_found())?;
+    let Some(decision) = OperatorDecision::parse(&form.get("decision")) else {
+        return Ok(error_page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &format!("Decisão inválida: {DECISIONS}."),
+        ));
+    };
+    match decide(&state, &user, &peer.0, site, id, decision).await? {
+        Decided::Done(_) => {
+            let ok = match decision {
+                OperatorDecision::Sent => "entregue",
+                OperatorDecision::Resend => "reenviar",
+                OperatorDecision::Discard => "descartada",
+            };
+            Ok(
+                Redirect::to(&format!("/sites/{}/notifications?ok={ok}", site.slug))
+                    .into_response(),
+            )
+        }
+        Decided::NotInDoubt(now) => Ok(error_page(
+            StatusCode::CONFLICT,
+            &format!(
+                "{}. Nada foi alterado; veja a situação atual no registro de notificações.",
+                capitalized(&already_resolved(now))
+            ),
+        )),
+        Decided::NotFound => Err(PageError::not_found()),
+    }
+}
+
+fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
 }
 
 // ------------------------------------------------------------------------ the API
@@ -646,6 +765,65 @@ pub async fn api_resend(
     }
 }
 
+/// `POST /api/v1/sites/{slug}/notifications/{id}/resolve` `{"decision": "sent" | "resend" |
+/// "discard"}`: the operator's decision on a row in doubt. 200 with the row; 409
+/// `already_resolved` when it is no longer in doubt (nothing changed); 422 naming `decision`
+/// (or an unknown field).
+pub async fn api_resolve(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path((slug, id)): Path<(String, String)>,
+    peer: ClientAddr,
+    crate::input::JsonObject(body): crate::input::JsonObject,
+) -> Result<Response, ApiError> {
+    let site = crate::api::site(&state, &user, &slug)?;
+    let id = id.parse::<i64>().map_err(|_| ApiError::not_found())?;
+    if let Some(extra) = body.keys().find(|k| k.as_str() != "decision") {
+        return Err(crate::forms::invalid(
+            extra,
+            format!("campo desconhecido: {extra} (só decision é aceito)"),
+        ));
+    }
+    let decision = match body.get("decision") {
+        None | Some(Value::Null) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "missing_field",
+                format!("o campo decision é obrigatório: {DECISIONS}"),
+            )
+            .field("decision"));
+        }
+        Some(Value::String(s)) => OperatorDecision::parse(s.trim()).ok_or_else(|| {
+            crate::forms::invalid("decision", format!("decisão desconhecida: {DECISIONS}"))
+        })?,
+        Some(_) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_type",
+                format!("o campo decision deve ser um texto: {DECISIONS}"),
+            )
+            .field("decision"));
+        }
+    };
+    match decide(&state, &user, &peer.0, site, id, decision).await? {
+        Decided::Done(_) => {
+            let entry = state
+                .store()
+                .outbox_entry(id)
+                .await?
+                .ok_or_else(ApiError::not_found)?;
+            let names = resident_names(&state, site).await?;
+            Ok(Json(json!({ "data": api_item(site, &entry, &names) })).into_response())
+        }
+        Decided::NotInDoubt(now) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_resolved",
+            already_resolved(now),
+        )),
+        Decided::NotFound => Err(ApiError::not_found()),
+    }
+}
+
 /// The errors of a form as a 422 naming the first field and listing every problem.
 pub(crate) fn api_invalid(errors: &FieldErrors) -> ApiError {
     let message = errors
@@ -708,9 +886,27 @@ pub fn extend_openapi(doc: &mut Value) {
         "summary": "Puts a failed notification back in the queue (audited)",
         "security": auth, "parameters": [slug, id],
         "responses": {
-            "200": ok("Back in the queue", data(item)),
+            "200": ok("Back in the queue", data(item.clone())),
             "401": err("Not logged in"), "404": err("No such site or notification, or not yours"),
             "409": err("The notification is not failed") } } });
+    paths["/api/v1/sites/{slug}/notifications/{id}/resolve"] = json!({ "post": {
+        "summary": "An operator's decision on a notification in doubt (audited)",
+        "description": "Only for rows in `in_doubt` (the process stopped between handing the \
+            message to the gateway and recording its answer, and reconciliation could not \
+            settle it). `sent`: the operator confirmed delivery by hand (status `sent`); \
+            `resend`: back to `pending`, due now, attempts kept, same reference code — the \
+            resident may get it twice; `discard`: `cancelled` with reason `operator`.",
+        "security": auth, "parameters": [slug, id],
+        "requestBody": { "required": true, "content": { "application/json": { "schema": {
+            "type": "object", "required": ["decision"], "additionalProperties": false,
+            "properties": { "decision": { "type": "string",
+                "enum": ["sent", "resend", "discard"] } } } } } },
+        "responses": {
+            "200": ok("Decided: the row as it is now", data(item)),
+            "400": err("Unreadable body"),
+            "401": err("Not logged in"), "404": err("No such site or notification, or not yours"),
+            "409": err("The notification is no longer in doubt: \"a mensagem já foi resolvida: <status>\""),
+            "422": err("`decision` missing, of the wrong type or unknown; or an unknown field (`field` names it)") } } });
     settings::extend_openapi(doc);
     prefs::extend_openapi(doc);
 }

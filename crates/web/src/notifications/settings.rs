@@ -437,7 +437,8 @@ async fn settings_page(
         (
             Audience::Manager,
             "Avisos aos síndicos e gestores",
-            "Vão aos contatos de [sites.notifications] do arquivo de configuração.",
+            "Vão aos contatos de [sites.notifications] do arquivo de configuração; o extrato \
+             emitido vai por e-mail aos gestores do condomínio cadastrados no vetric.",
         ),
         (
             Audience::Operator,

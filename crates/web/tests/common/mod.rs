@@ -41,6 +41,7 @@ pub fn link(at: DateTime<Utc>) -> VendorLinkRow {
 pub fn cycle(at: DateTime<Utc>, status: ConnectorStatus) -> CycleWrite {
     CycleWrite {
         observed_at: at,
+        listed_chargers: None,
         chargers: vec![ChargerWrite {
             uuid: "c1".into(),
             charge_box_id: "BOX-1".into(),
