@@ -340,26 +340,32 @@ const CLAIM_PG: &str = "WITH picked AS MATERIALIZED (SELECT id FROM outbox \
      o.gateway_message_id, o.last_error, o.reason, o.created_at, o.updated_at, o.sent_at";
 
 /// Planted bug `no-skip-locked` (test builds only, [`crate::planted`]): the claim with its row
-/// lock dropped — no `FOR UPDATE SKIP LOCKED` in the pick and no `status = 'pending'` re-check in
-/// the update, i.e. "read the due rows, then mark them". Two dispatchers whose claims overlap
-/// both get the same rows and both send them.
+/// lock dropped, as two statements — "read the due rows" ([`PICK_PG_NO_LOCK`], no `FOR UPDATE
+/// SKIP LOCKED`), then "mark them" ([`MARK_PG_NO_LOCK`], no `status = 'pending'` re-check).
+/// Two dispatchers whose claims overlap both get the same rows and both send them.
 ///
 /// Why this variant: dropping only `SKIP LOCKED` keeps `FOR UPDATE`, so a second claimer waits
 /// for the first to commit and then skips the rows it re-reads as `sending` — slower, never
 /// doubled. Dropping the lock but keeping the re-check is still safe under READ COMMITTED:
 /// the update waits on the first claimer's row locks and re-evaluates `o.status = 'pending'`
 /// on the new row version (checked by hand with two psql sessions). Neither is a bug the
-/// suite should catch; the lock-free claim is.
-const CLAIM_PG_NO_LOCK: &str = "WITH picked AS MATERIALIZED (SELECT id FROM outbox \
-       WHERE status = 'pending' AND not_before <= $3 AND next_attempt_at <= $3 \
-       ORDER BY id LIMIT $4) \
-     UPDATE outbox o SET status = 'sending', lease_owner = $1, \
+/// suite should catch; the lock-free read-then-mark is. As one statement its race window was
+/// a few milliseconds and the suite caught it only on some seeds; as two statements with a
+/// round trip between them ([`PLANTED_CLAIM_GAP`]) two dispatchers overlap on every busy tick.
+const PICK_PG_NO_LOCK: &str = "SELECT id FROM outbox \
+     WHERE status = 'pending' AND not_before <= $1 AND next_attempt_at <= $1 \
+     ORDER BY id LIMIT $2";
+
+const MARK_PG_NO_LOCK: &str = "UPDATE outbox o SET status = 'sending', lease_owner = $1, \
      lease_until = $2, attempts = o.attempts + 1, updated_at = $3 \
-     FROM picked WHERE o.id = picked.id \
+     WHERE o.id = ANY($4) \
      RETURNING o.id, o.site_id, o.dedup_key, o.rule, o.audience, o.channel, \
      o.resident_id, o.recipient, o.scope, o.session_vendor_id, o.subject, o.body, o.ref_code, \
      o.status, o.not_before, o.next_attempt_at, o.attempts, o.lease_owner, o.lease_until, \
      o.gateway_message_id, o.last_error, o.reason, o.created_at, o.updated_at, o.sent_at";
+
+/// The planted claim's pause between reading and marking: a slow round trip to the database.
+const PLANTED_CLAIM_GAP: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// One statement, so atomic; SQLite has one writer and one dispatcher per store.
 const CLAIM_SQLITE: &str = "UPDATE outbox SET status = 'sending', lease_owner = $1, \
@@ -539,20 +545,31 @@ impl Store {
     ) -> Result<Vec<OutboxRow>, StoreError> {
         let until = now + lease;
         let mut rows: Vec<OutboxRow> = match &self.db {
-            crate::store::Db::Postgres(pool) => {
-                sqlx::query_as(if crate::planted::planted("no-skip-locked") {
-                    CLAIM_PG_NO_LOCK
-                } else {
-                    CLAIM_PG
-                })
+            crate::store::Db::Postgres(pool) if crate::planted::planted("no-skip-locked") => {
+                let ids: Vec<i64> = sqlx::query_scalar(PICK_PG_NO_LOCK)
+                    .bind(now)
+                    .bind(limit)
+                    .fetch_all(pool)
+                    .await
+                    .ctx("claiming due notifications")?;
+                tokio::time::sleep(PLANTED_CLAIM_GAP).await;
+                sqlx::query_as(MARK_PG_NO_LOCK)
+                    .bind(owner)
+                    .bind(until)
+                    .bind(now)
+                    .bind(&ids)
+                    .fetch_all(pool)
+                    .await
+                    .ctx("claiming due notifications")?
+            }
+            crate::store::Db::Postgres(pool) => sqlx::query_as(CLAIM_PG)
                 .bind(owner)
                 .bind(until)
                 .bind(now)
                 .bind(limit)
                 .fetch_all(pool)
                 .await
-                .ctx("claiming due notifications")?
-            }
+                .ctx("claiming due notifications")?,
             crate::store::Db::Sqlite(pool) => sqlx::query_as(CLAIM_SQLITE)
                 .bind(owner)
                 .bind(until)

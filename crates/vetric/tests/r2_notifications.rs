@@ -18,7 +18,7 @@
 //! shortened, runs with `VETRIC_PLANTED_BUG` set in the child's environment:
 //! `mark-sent-before-send` (the dispatcher records a row sent before calling the gateway: a
 //! failed send or a kill in between loses the message) must show lost > 0, and
-//! `no-skip-locked` (the PostgreSQL claim without its row lock, see `CLAIM_PG_NO_LOCK` in
+//! `no-skip-locked` (the PostgreSQL claim without its row lock, see `PICK_PG_NO_LOCK` in
 //! crates/store/src/outbox.rs for why that variant) with two instances must show duplicates > 0.
 //!
 //! Sizes: CI runs compressed (a few hundred messages, kills every 2–5 s); `VETRIC_SOAK=1` runs

@@ -41,6 +41,7 @@ pub mod sessions;
 pub mod settings;
 pub mod statement_import;
 pub mod statements;
+mod upload;
 pub mod users;
 pub mod view;
 pub mod vitals;

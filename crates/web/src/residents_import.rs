@@ -26,13 +26,13 @@ use crate::error::{ApiError, PageError};
 use crate::forms::{audit, local_date};
 use crate::input::commit_flag;
 use crate::residents::{FieldErrors, ResidentInput, TagInput, masked_phone, tag_taken};
+use crate::upload::{confirmed_file, field_text, read_upload, shown_name};
 use crate::{AppState, ClientAddr, SiteSettings};
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::multipart::{Field, MultipartRejection};
-use axum::extract::{FromRequest, Multipart, Path, RawQuery, Request, State};
+use axum::extract::{FromRequest, Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -1026,20 +1026,6 @@ pub async fn template_csv(
         .into_response())
 }
 
-/// A multipart form's fields, read under the route's body limit.
-struct Upload {
-    fields: HashMap<String, Bytes>,
-    file_name: String,
-}
-
-/// The file name as shown on the page: its last path segment, printable characters only,
-/// at most 80. It is never used to open, write or name anything.
-fn shown_name(raw: Option<&str>) -> String {
-    let raw = raw.unwrap_or("");
-    let last = raw.rsplit(['/', '\\']).next().unwrap_or("");
-    last.chars().filter(|c| !c.is_control()).take(80).collect()
-}
-
 fn too_large_page() -> PageError {
     PageError {
         status: StatusCode::PAYLOAD_TOO_LARGE,
@@ -1050,50 +1036,6 @@ fn too_large_page() -> PageError {
     }
 }
 
-async fn read_upload(req: Request, state: &AppState) -> Result<Upload, PageError> {
-    let unreadable = || PageError {
-        status: StatusCode::BAD_REQUEST,
-        message: "Formulário ilegível: envie o arquivo pelo formulário de importação.".into(),
-    };
-    let mut multipart = Multipart::from_request(req, state)
-        .await
-        .map_err(|_: MultipartRejection| unreadable())?;
-    let mut out = Upload {
-        fields: HashMap::new(),
-        file_name: String::new(),
-    };
-    loop {
-        let field: Option<Field<'_>> = match multipart.next_field().await {
-            Ok(f) => f,
-            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                return Err(too_large_page());
-            }
-            Err(_) => return Err(unreadable()),
-        };
-        let Some(field) = field else { break };
-        let name = field.name().unwrap_or("").to_owned();
-        if name == "file" {
-            out.file_name = shown_name(field.file_name());
-        }
-        let bytes = match field.bytes().await {
-            Ok(b) => b,
-            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                return Err(too_large_page());
-            }
-            Err(_) => return Err(unreadable()),
-        };
-        out.fields.entry(name).or_insert(bytes);
-    }
-    Ok(out)
-}
-
-fn field_text(u: &Upload, name: &str) -> String {
-    u.fields
-        .get(name)
-        .map(|b| String::from_utf8_lossy(b).trim().to_owned())
-        .unwrap_or_default()
-}
-
 /// `POST /sites/{slug}/residents/import` (multipart, field `file`): the preview.
 pub async fn upload(
     State(state): State<AppState>,
@@ -1102,7 +1044,7 @@ pub async fn upload(
     req: Request,
 ) -> Result<Response, PageError> {
     let site = site_of(&state, &user, &slug)?;
-    let upload = read_upload(req, &state).await?;
+    let upload = read_upload(req, &state, too_large_page).await?;
     let Some(bytes) = upload.fields.get("file").cloned() else {
         let page = upload_page(&user, site, Some("Escolha o arquivo da planilha.".into()));
         return Ok(with_status(StatusCode::UNPROCESSABLE_ENTITY, page));
@@ -1138,24 +1080,9 @@ pub async fn confirm(
     req: Request,
 ) -> Result<Response, PageError> {
     let site = site_of(&state, &user, &slug)?;
-    let upload = read_upload(req, &state).await?;
-    let refused = |m: &str| PageError {
-        status: StatusCode::BAD_REQUEST,
-        message: format!("{m} Nada foi importado: envie o arquivo de novo."),
-    };
-    let payload: String = field_text(&upload, "payload")
-        .chars()
-        .filter(|c| !c.is_ascii_whitespace())
-        .collect();
-    let bytes = BASE64
-        .decode(payload.as_bytes())
-        .map_err(|_| refused("O conteúdo da confirmação está corrompido."))?;
+    let upload = read_upload(req, &state, too_large_page).await?;
+    let bytes = confirmed_file(&upload)?;
     let sha = sha256_hex(&bytes);
-    if !sha.eq_ignore_ascii_case(&field_text(&upload, "sha256")) {
-        return Err(refused(
-            "O conteúdo da confirmação não confere com o arquivo da prévia (SHA-256 diferente).",
-        ));
-    }
     let file_name = shown_name(Some(&field_text(&upload, "file_name")));
     let report = match report_of(&state, site, Bytes::from(bytes.clone()), Declared::Any).await? {
         Ok(r) => r,
