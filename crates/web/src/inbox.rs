@@ -128,9 +128,7 @@ pub async fn page(
     Path(slug): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
-    let site = state
-        .site_for(&user, &slug)
-        .ok_or_else(PageError::not_found)?;
+    let site = state.site_page(&user, &slug)?;
     let notice = raw
         .as_deref()
         .and_then(|q| q.strip_prefix("atribuida="))
@@ -179,9 +177,7 @@ pub async fn assign_submit(
     peer: ClientAddr,
     form: FormPairs,
 ) -> Result<Response, PageError> {
-    let site = state
-        .site_for(&user, &slug)
-        .ok_or_else(PageError::not_found)?;
+    let site = state.site_page(&user, &slug)?;
     let u = pending(&state, site, &tag)
         .await?
         .ok_or_else(PageError::not_found)?;

@@ -214,6 +214,17 @@ impl AppState {
             .iter()
             .find(|s| s.slug == slug && user.can_see(s.id))
     }
+
+    /// [`Self::site_for`] for a page handler: the same 404 page for "no such site" and "not
+    /// yours".
+    pub fn site_page(
+        &self,
+        user: &auth::AuthUser,
+        slug: &str,
+    ) -> Result<&SiteSettings, error::PageError> {
+        self.site_for(user, slug)
+            .ok_or_else(error::PageError::not_found)
+    }
 }
 
 /// The client's address (the TCP peer), for the rate limit and the audit log.

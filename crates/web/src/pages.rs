@@ -365,9 +365,7 @@ pub async fn site(
     user: AuthUser,
     Path(slug): Path<String>,
 ) -> Result<Response, PageError> {
-    let site = state
-        .site_for(&user, &slug)
-        .ok_or_else(PageError::not_found)?;
+    let site = state.site_page(&user, &slug)?;
     let cards_html = render_cards(&state, site).await?;
     let multi_site = state.visible_sites(&user).nth(1).is_some();
     Ok(SitePage {
@@ -386,9 +384,7 @@ pub async fn cards(
     user: AuthUser,
     Path(slug): Path<String>,
 ) -> Result<Response, PageError> {
-    let site = state
-        .site_for(&user, &slug)
-        .ok_or_else(PageError::not_found)?;
+    let site = state.site_page(&user, &slug)?;
     Ok(Html(render_cards(&state, site).await?).into_response())
 }
 

@@ -19,7 +19,6 @@ use crate::error::{ApiError, PageError};
 use crate::forms::{audit, local_datetime};
 use crate::input::query_pairs;
 use crate::residents_import::sha256_hex;
-use crate::statement_import::with_status;
 use crate::upload::{Upload, field_text, read_upload};
 use crate::{AppState, ClientAddr, SiteSettings};
 use askama::Template;
@@ -341,14 +340,6 @@ fn groups(
     by_month.into_values().rev().collect()
 }
 
-fn site_of<'a>(
-    state: &'a AppState,
-    user: &AuthUser,
-    slug: &str,
-) -> Result<&'a SiteSettings, PageError> {
-    state.site_for(user, slug).ok_or_else(PageError::not_found)
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn library_page(
     state: &AppState,
@@ -388,7 +379,7 @@ pub async fn page(
     Path(slug): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
-    let site = site_of(&state, &user, &slug)?;
+    let site = state.site_page(&user, &slug)?;
     let mut filter = Filter::default();
     let mut notice = None;
     let mut error = None;
@@ -448,7 +439,7 @@ async fn refuse_upload(
         None,
     )
     .await?;
-    Ok(with_status(status, page))
+    Ok((status, page).into_response())
 }
 
 /// `POST /sites/{slug}/reports` (multipart: `file`, `title`, `month`): stores the PDF.
@@ -459,7 +450,7 @@ pub async fn upload(
     peer: ClientAddr,
     req: Request,
 ) -> Result<Response, PageError> {
-    let site = site_of(&state, &user, &slug)?;
+    let site = state.site_page(&user, &slug)?;
     let upload: Upload = read_upload(req, &state, too_large_page).await?;
     let month_raw = field_text(&upload, "month");
     let title_raw = field_text(&upload, "title");
@@ -550,7 +541,7 @@ pub async fn download(
     user: AuthUser,
     Path((slug, id)): Path<(String, String)>,
 ) -> Result<Response, PageError> {
-    let site = site_of(&state, &user, &slug)?;
+    let site = state.site_page(&user, &slug)?;
     let id = parse_id(&id).ok_or_else(PageError::not_found)?;
     let (row, bytes) = state
         .store()
@@ -583,7 +574,7 @@ pub async fn delete_submit(
     Path((slug, id)): Path<(String, String)>,
     peer: ClientAddr,
 ) -> Result<Response, PageError> {
-    let site = site_of(&state, &user, &slug)?;
+    let site = state.site_page(&user, &slug)?;
     let id = parse_id(&id).ok_or_else(PageError::not_found)?;
     let row = delete_file(&state, site, &user, &peer.0, id)
         .await?

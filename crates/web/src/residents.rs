@@ -367,14 +367,6 @@ impl ResidentPage {
     }
 }
 
-fn site_of<'a>(
-    state: &'a AppState,
-    user: &AuthUser,
-    slug: &str,
-) -> Result<&'a SiteSettings, PageError> {
-    state.site_for(user, slug).ok_or_else(PageError::not_found)
-}
-
 fn search_matches(r: &ResidentRow, tags: &[&TagOwnershipRow], q: &str) -> bool {
     if q.is_empty() {
         return true;
@@ -428,7 +420,7 @@ pub async fn list_page(
     Path(slug): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
-    let site = site_of(&state, &user, &slug)?;
+    let site = state.site_page(&user, &slug)?;
     let mut q = String::new();
     let mut notice = None;
     for (k, v) in url::form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes()) {
@@ -509,7 +501,7 @@ pub async fn new_form(
     user: AuthUser,
     Path(slug): Path<String>,
 ) -> Result<Response, PageError> {
-    let site = site_of(&state, &user, &slug)?;
+    let site = state.site_page(&user, &slug)?;
     let f = ResidentInput {
         active: true,
         ..ResidentInput::default()
@@ -550,7 +542,7 @@ pub async fn create_submit(
     peer: ClientAddr,
     form: FormPairs,
 ) -> Result<Response, PageError> {
-    let site = site_of(&state, &user, &slug)?;
+    let site = state.site_page(&user, &slug)?;
     let (tags, _) = form_tags(&form);
     let input = ResidentInput {
         name: form.get("name"),
@@ -702,7 +694,7 @@ pub async fn detail(
     peer: ClientAddr,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
-    let site = site_of(&state, &user, &slug)?;
+    let site = state.site_page(&user, &slug)?;
     let id = parse_id(&id).ok_or_else(PageError::not_found)?;
     let (r, tags) = viewed(&state, site, &user, &peer.0, id)
         .await?
@@ -795,7 +787,7 @@ pub async fn edit_submit(
     peer: ClientAddr,
     form: FormPairs,
 ) -> Result<Response, PageError> {
-    let site = site_of(&state, &user, &slug)?;
+    let site = state.site_page(&user, &slug)?;
     let id = parse_id(&id).ok_or_else(PageError::not_found)?;
     let input = ResidentInput {
         name: form.get("name"),
@@ -824,7 +816,7 @@ pub async fn deactivate_submit(
     Path((slug, id)): Path<(String, String)>,
     peer: ClientAddr,
 ) -> Result<Response, PageError> {
-    let site = site_of(&state, &user, &slug)?;
+    let site = state.site_page(&user, &slug)?;
     let id = parse_id(&id).ok_or_else(PageError::not_found)?;
     let r = state
         .store()
@@ -895,7 +887,7 @@ pub async fn add_tag_submit(
     peer: ClientAddr,
     form: FormPairs,
 ) -> Result<Response, PageError> {
-    let site = site_of(&state, &user, &slug)?;
+    let site = state.site_page(&user, &slug)?;
     let id = parse_id(&id).ok_or_else(PageError::not_found)?;
     let t = TagInput {
         tag: form.get("tag"),
@@ -924,7 +916,7 @@ pub async fn end_tag_submit(
     peer: ClientAddr,
     form: FormPairs,
 ) -> Result<Response, PageError> {
-    let site = site_of(&state, &user, &slug)?;
+    let site = state.site_page(&user, &slug)?;
     let id = parse_id(&id).ok_or_else(PageError::not_found)?;
     let tag = Tag::parse(&form.get("tag"));
     let at_raw = form.get("at");

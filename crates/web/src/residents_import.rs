@@ -943,12 +943,6 @@ struct DonePage {
     at: String,
 }
 
-fn with_status(status: StatusCode, page: impl IntoResponse) -> Response {
-    let mut res = page.into_response();
-    *res.status_mut() = status;
-    res
-}
-
 fn upload_page(user: &AuthUser, site: &SiteSettings, error: Option<String>) -> UploadPage {
     UploadPage {
         user_email: crate::account::NavUser::of(user),
@@ -988,21 +982,13 @@ fn preview_page(
     }
 }
 
-fn site_of<'a>(
-    state: &'a AppState,
-    user: &AuthUser,
-    slug: &str,
-) -> Result<&'a SiteSettings, PageError> {
-    state.site_for(user, slug).ok_or_else(PageError::not_found)
-}
-
 /// `GET /sites/{slug}/residents/import`: the upload form and the accepted columns.
 pub async fn form(
     State(state): State<AppState>,
     user: AuthUser,
     Path(slug): Path<String>,
 ) -> Result<Response, PageError> {
-    let site = site_of(&state, &user, &slug)?;
+    let site = state.site_page(&user, &slug)?;
     Ok(upload_page(&user, site, None).into_response())
 }
 
@@ -1012,7 +998,7 @@ pub async fn template_csv(
     user: AuthUser,
     Path(slug): Path<String>,
 ) -> Result<Response, PageError> {
-    site_of(&state, &user, &slug)?;
+    state.site_page(&user, &slug)?;
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8"),
@@ -1043,11 +1029,11 @@ pub async fn upload(
     Path(slug): Path<String>,
     req: Request,
 ) -> Result<Response, PageError> {
-    let site = site_of(&state, &user, &slug)?;
+    let site = state.site_page(&user, &slug)?;
     let upload = read_upload(req, &state, too_large_page).await?;
     let Some(bytes) = upload.fields.get("file").cloned() else {
         let page = upload_page(&user, site, Some("Escolha o arquivo da planilha.".into()));
-        return Ok(with_status(StatusCode::UNPROCESSABLE_ENTITY, page));
+        return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
     };
     let status_of = |e: &FileError| match e {
         FileError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -1056,10 +1042,7 @@ pub async fn upload(
     match report_of(&state, site, bytes.clone(), Declared::Any).await? {
         Err(e) => {
             let msg = format!("Nada foi importado: {e}.");
-            Ok(with_status(
-                status_of(&e),
-                upload_page(&user, site, Some(msg)),
-            ))
+            Ok((status_of(&e), upload_page(&user, site, Some(msg))).into_response())
         }
         Ok(report) => {
             let sha = sha256_hex(&bytes);
@@ -1079,7 +1062,7 @@ pub async fn confirm(
     peer: ClientAddr,
     req: Request,
 ) -> Result<Response, PageError> {
-    let site = site_of(&state, &user, &slug)?;
+    let site = state.site_page(&user, &slug)?;
     let upload = read_upload(req, &state, too_large_page).await?;
     let bytes = confirmed_file(&upload)?;
     let sha = sha256_hex(&bytes);
@@ -1088,14 +1071,15 @@ pub async fn confirm(
         Ok(r) => r,
         Err(e) => {
             let msg = format!("Nada foi importado: {e}.");
-            return Ok(with_status(
+            return Ok((
                 StatusCode::UNPROCESSABLE_ENTITY,
                 upload_page(&user, site, Some(msg)),
-            ));
+            )
+                .into_response());
         }
     };
     let again = |alert: String| {
-        with_status(
+        (
             StatusCode::CONFLICT,
             preview_page(
                 &user,
@@ -1107,6 +1091,7 @@ pub async fn confirm(
                 Some(alert),
             ),
         )
+            .into_response()
     };
     if report.valid_rows() != field_text(&upload, "rows") {
         let changed: Vec<String> = {

@@ -245,9 +245,7 @@ pub async fn page(
     Path(slug): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
-    let site = state
-        .site_for(&user, &slug)
-        .ok_or_else(PageError::not_found)?;
+    let site = state.site_page(&user, &slug)?;
     let (q, error) = match parse_session_query(site, raw.as_deref(), true) {
         Ok(q) => (q, None),
         Err(e) => (
@@ -349,9 +347,7 @@ pub async fn csv(
     Path(slug): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
-    let site = state
-        .site_for(&user, &slug)
-        .ok_or_else(PageError::not_found)?;
+    let site = state.site_page(&user, &slug)?;
     let mut q = match parse_session_query(site, raw.as_deref(), true) {
         Ok(q) => q,
         Err(e) => {

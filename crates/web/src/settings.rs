@@ -252,14 +252,6 @@ struct ProbeFragment {
     result: Option<ProbeView>,
 }
 
-fn site_of<'a>(
-    state: &'a AppState,
-    user: &AuthUser,
-    slug: &str,
-) -> Result<&'a SiteSettings, PageError> {
-    state.site_for(user, slug).ok_or_else(PageError::not_found)
-}
-
 fn settings_page(
     state: &AppState,
     user: &AuthUser,
@@ -297,7 +289,7 @@ pub async fn page(
     user: AuthUser,
     Path(slug): Path<String>,
 ) -> Result<Response, PageError> {
-    let site = site_of(&state, &user, &slug)?;
+    let site = state.site_page(&user, &slug)?;
     Ok(settings_page(&state, &user, site, None).into_response())
 }
 
@@ -467,7 +459,7 @@ pub async fn vendor_test_submit(
     peer: ClientAddr,
     headers: HeaderMap,
 ) -> Result<Response, PageError> {
-    let site = site_of(&state, &user, &slug)?;
+    let site = state.site_page(&user, &slug)?;
     if user.role != Role::Admin {
         return Ok(error_page(StatusCode::NOT_FOUND, "Página não encontrada."));
     }
@@ -735,7 +727,7 @@ pub async fn tariff(
     Path(slug): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
-    let site = site_of(&state, &user, &slug)?;
+    let site = state.site_page(&user, &slug)?;
     let saved = url::form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes())
         .any(|(k, _)| k == "salvo");
     let notice = saved.then(|| "Nova versão da tarifa registrada.".to_owned());
@@ -858,7 +850,7 @@ pub async fn tariff_submit(
     peer: ClientAddr,
     form: FormPairs,
 ) -> Result<Response, PageError> {
-    let site = site_of(&state, &user, &slug)?;
+    let site = state.site_page(&user, &slug)?;
     if in_config(&state, site) {
         return Ok(error_page(StatusCode::CONFLICT, IN_CONFIG));
     }

@@ -258,12 +258,6 @@ pub async fn commit(
         .await
 }
 
-pub(crate) fn with_status(status: StatusCode, page: impl IntoResponse) -> Response {
-    let mut res = page.into_response();
-    *res.status_mut() = status;
-    res
-}
-
 fn too_large_page() -> PageError {
     PageError {
         status: StatusCode::PAYLOAD_TOO_LARGE,
@@ -461,14 +455,6 @@ fn preview_page(
     }
 }
 
-fn site_of<'a>(
-    state: &'a AppState,
-    user: &AuthUser,
-    slug: &str,
-) -> Result<&'a SiteSettings, PageError> {
-    state.site_for(user, slug).ok_or_else(PageError::not_found)
-}
-
 fn file_status(e: &ExportReadError) -> StatusCode {
     match e {
         ExportReadError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -482,7 +468,7 @@ pub async fn form(
     user: AuthUser,
     Path(slug): Path<String>,
 ) -> Result<Response, PageError> {
-    let site = site_of(&state, &user, &slug)?;
+    let site = state.site_page(&user, &slug)?;
     Ok(upload_page(&user, site, None).into_response())
 }
 
@@ -493,21 +479,22 @@ pub async fn upload(
     Path(slug): Path<String>,
     req: Request,
 ) -> Result<Response, PageError> {
-    let site = site_of(&state, &user, &slug)?;
+    let site = state.site_page(&user, &slug)?;
     let upload = read_upload(req, &state, too_large_page).await?;
     let Some(bytes) = upload.fields.get("file").cloned() else {
         let page = upload_page(&user, site, Some("Escolha o arquivo da exportação.".into()));
-        return Ok(with_status(StatusCode::UNPROCESSABLE_ENTITY, page));
+        return Ok((StatusCode::UNPROCESSABLE_ENTITY, page).into_response());
     };
     match plan_of(&state, site, bytes.clone()).await {
-        Err(PlanError::File(e)) => Ok(with_status(
+        Err(PlanError::File(e)) => Ok((
             file_status(&e),
             upload_page(
                 &user,
                 site,
                 Some(format!("Nada foi importado: {}.", e.message_pt_br())),
             ),
-        )),
+        )
+            .into_response()),
         Err(PlanError::Store(e)) => Err(PageError::from(e)),
         Ok(plan) => {
             Ok(preview_page(&user, site, upload.file_name, &plan, &bytes, None).into_response())
@@ -525,7 +512,7 @@ pub async fn confirm(
     peer: ClientAddr,
     req: Request,
 ) -> Result<Response, PageError> {
-    let site = site_of(&state, &user, &slug)?;
+    let site = state.site_page(&user, &slug)?;
     let upload = read_upload(req, &state, too_large_page).await?;
     let bytes = confirmed_file(&upload)?;
     let sha = sha256_hex(&bytes);
@@ -533,19 +520,20 @@ pub async fn confirm(
     let plan = match plan_of(&state, site, Bytes::from(bytes.clone())).await {
         Ok(p) => p,
         Err(PlanError::File(e)) => {
-            return Ok(with_status(
+            return Ok((
                 StatusCode::UNPROCESSABLE_ENTITY,
                 upload_page(
                     &user,
                     site,
                     Some(format!("Nada foi importado: {}.", e.message_pt_br())),
                 ),
-            ));
+            )
+                .into_response());
         }
         Err(PlanError::Store(e)) => return Err(PageError::from(e)),
     };
     let again = |alert: &str| {
-        with_status(
+        (
             StatusCode::CONFLICT,
             preview_page(
                 &user,
@@ -556,6 +544,7 @@ pub async fn confirm(
                 Some(alert.to_owned()),
             ),
         )
+            .into_response()
     };
     if plan.digest() != field_text(&upload, "plan") {
         return Ok(again(

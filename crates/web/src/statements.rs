@@ -710,9 +710,7 @@ pub async fn page(
     Path(slug): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
-    let site = state
-        .site_for(&user, &slug)
-        .ok_or_else(PageError::not_found)?;
+    let site = state.site_page(&user, &slug)?;
     let q = match page_query(site, raw.as_deref()) {
         Ok(q) => q,
         Err(e) => return Ok(bad_page(e)),
@@ -771,9 +769,7 @@ pub async fn issue_submit(
     peer: ClientAddr,
     form: FormPairs,
 ) -> Result<Response, PageError> {
-    let site = state
-        .site_for(&user, &slug)
-        .ok_or_else(PageError::not_found)?;
+    let site = state.site_page(&user, &slug)?;
     let month = match parse_month(&month, "month") {
         Ok(m) => m,
         Err(e) => return Ok(bad_page(e)),
@@ -930,9 +926,7 @@ pub async fn download(
     Path((slug, file)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
-    let site = state
-        .site_for(&user, &slug)
-        .ok_or_else(PageError::not_found)?;
+    let site = state.site_page(&user, &slug)?;
     let Some((month, format)) = parse_file(&file) else {
         return Err(PageError::not_found());
     };
@@ -1103,9 +1097,7 @@ pub async fn apartment_page(
     Path((slug, month, segment)): Path<(String, String, String)>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
-    let site = state
-        .site_for(&user, &slug)
-        .ok_or_else(PageError::not_found)?;
+    let site = state.site_page(&user, &slug)?;
     let (month, q) = match parse_month(&month, "month")
         .and_then(|m| apartment_query(raw.as_deref()).map(|q| (m, q)))
     {
@@ -1193,9 +1185,7 @@ pub async fn apartment_pdf(
     Path((slug, month, segment)): Path<(String, String, String)>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
-    let site = state
-        .site_for(&user, &slug)
-        .ok_or_else(PageError::not_found)?;
+    let site = state.site_page(&user, &slug)?;
     let (month, q) = match parse_month(&month, "month")
         .and_then(|m| apartment_query(raw.as_deref()).map(|q| (m, q)))
     {
@@ -1281,9 +1271,7 @@ pub async fn rejected_page(
     Path((slug, month)): Path<(String, String)>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
-    let site = state
-        .site_for(&user, &slug)
-        .ok_or_else(PageError::not_found)?;
+    let site = state.site_page(&user, &slug)?;
     let (month, q) = match parse_month(&month, "month")
         .and_then(|m| apartment_query(raw.as_deref()).map(|q| (m, q)))
     {

@@ -425,14 +425,6 @@ impl LogPage {
     }
 }
 
-fn site_page<'a>(
-    state: &'a AppState,
-    user: &AuthUser,
-    slug: &str,
-) -> Result<&'a SiteSettings, PageError> {
-    state.site_for(user, slug).ok_or_else(PageError::not_found)
-}
-
 /// `GET /sites/{slug}/notifications`.
 pub async fn log_page(
     State(state): State<AppState>,
@@ -440,7 +432,7 @@ pub async fn log_page(
     Path(slug): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
-    let site = site_page(&state, &user, &slug)?;
+    let site = state.site_page(&user, &slug)?;
     let q = LogQuery::from_raw(raw.as_deref());
     let notice = url::form_urlencoded::parse(raw.as_deref().unwrap_or("").as_bytes())
         .find(|(k, _)| k == "ok")
@@ -577,7 +569,7 @@ pub async fn resend_submit(
     peer: ClientAddr,
     _form: FormPairs,
 ) -> Result<Response, PageError> {
-    let site = site_page(&state, &user, &slug)?;
+    let site = state.site_page(&user, &slug)?;
     let id = id.parse::<i64>().map_err(|_| PageError::not_found())?;
     match resend(&state, &user, &peer.0, site, id).await? {
         ResendOutcome::Done => Ok(Redirect::to(&format!(
@@ -635,7 +627,7 @@ pub async fn resolve_submit(
     peer: ClientAddr,
     form: FormPairs,
 ) -> Result<Response, PageError> {
-    let site = site_page(&state, &user, &slug)?;
+    let site = state.site_page(&user, &slug)?;
     let id = id.parse::<i64>().map_err(|_| PageError::not_found())?;
     let Some(decision) = OperatorDecision::parse(&form.get("decision")) else {
         return Ok(error_page(

@@ -252,9 +252,7 @@ pub async fn page(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
-    let site = state
-        .site_for(&user, &slug)
-        .ok_or_else(PageError::not_found)?;
+    let site = state.site_page(&user, &slug)?;
     let r = resident_of(&state, site, &id)
         .await?
         .ok_or_else(PageError::not_found)?;
@@ -291,9 +289,7 @@ pub async fn submit(
     headers: HeaderMap,
     form: FormPairs,
 ) -> Result<Response, PageError> {
-    let site = state
-        .site_for(&user, &slug)
-        .ok_or_else(PageError::not_found)?;
+    let site = state.site_page(&user, &slug)?;
     let r = resident_of(&state, site, &id)
         .await?
         .ok_or_else(PageError::not_found)?;

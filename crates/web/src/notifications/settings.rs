@@ -534,20 +534,6 @@ async fn settings_page(
     })
 }
 
-fn site_page<'a>(
-    state: &'a AppState,
-    user: &AuthUser,
-    slug: &str,
-) -> Result<&'a SiteSettings, PageError> {
-    state.site_for(user, slug).ok_or_else(PageError::not_found)
-}
-
-fn with_status(page: impl IntoResponse, status: StatusCode) -> Response {
-    let mut res = page.into_response();
-    *res.status_mut() = status;
-    res
-}
-
 /// `GET /sites/{slug}/notifications/settings`.
 pub async fn page(
     State(state): State<AppState>,
@@ -555,7 +541,7 @@ pub async fn page(
     Path(slug): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, PageError> {
-    let site = site_page(&state, &user, &slug)?;
+    let site = state.site_page(&user, &slug)?;
     let mut input = PageInput::plain();
     if raw.as_deref() == Some("ok=salvo") {
         input.notice = Some("Configurações de notificação salvas.".to_owned());
@@ -574,7 +560,7 @@ pub async fn submit(
     peer: ClientAddr,
     form: FormPairs,
 ) -> Result<Response, PageError> {
-    let site = site_page(&state, &user, &slug)?;
+    let site = state.site_page(&user, &slug)?;
     let (mut policy, mut errors) = policy_from_form(&form);
     let raw_timings: BTreeMap<String, String> = TIMINGS
         .iter()
@@ -607,10 +593,11 @@ pub async fn submit(
             errors,
             ..PageInput::plain()
         };
-        return Ok(with_status(
-            settings_page(&state, &user, site, input).await?,
+        return Ok((
             StatusCode::UNPROCESSABLE_ENTITY,
-        ));
+            settings_page(&state, &user, site, input).await?,
+        )
+            .into_response());
     }
     let (old, _) = load_policy(&state, site.id).await?;
     // Rules the form does not know (none today) keep what they had.
@@ -638,7 +625,7 @@ pub async fn preview_submit(
     Path(slug): Path<String>,
     form: FormPairs,
 ) -> Result<Response, PageError> {
-    let _site = site_page(&state, &user, &slug)?;
+    let _site = state.site_page(&user, &slug)?;
     let rule = Rule::parse(&form.get("rule")).ok_or_else(PageError::not_found)?;
     let template = form
         .0
@@ -741,7 +728,7 @@ pub async fn check_submit(
     peer: ClientAddr,
     headers: HeaderMap,
 ) -> Result<Response, PageError> {
-    let site = site_page(&state, &user, &slug)?;
+    let site = state.site_page(&user, &slug)?;
     if user.role != Role::Admin {
         return Err(PageError::not_found());
     }
@@ -876,7 +863,7 @@ pub async fn test_submit(
     peer: ClientAddr,
     form: FormPairs,
 ) -> Result<Response, PageError> {
-    let site = site_page(&state, &user, &slug)?;
+    let site = state.site_page(&user, &slug)?;
     if user.role != Role::Admin {
         return Err(PageError::not_found());
     }
@@ -889,10 +876,11 @@ pub async fn test_submit(
                 test_phone: raw_phone,
                 ..PageInput::plain()
             };
-            return Ok(with_status(
-                settings_page(&state, &user, site, input).await?,
+            return Ok((
                 StatusCode::UNPROCESSABLE_ENTITY,
-            ));
+                settings_page(&state, &user, site, input).await?,
+            )
+                .into_response());
         }
     };
     let key = clean_key(&form.get("key")).unwrap_or_else(nonce);
