@@ -851,9 +851,26 @@ async fn r1_hanging_vendor_every_call_ends_at_its_timeout() {
     h.sim.set_fault(Fault::Hang);
     tokio::time::sleep(plan.fault).await;
     let during = h.sim.calls();
-    let in_flight = h.sim.in_flight();
-    let m1 = h.metrics().await;
     let hang = fault_at.elapsed();
+    // The accounting below (every call that reached the vendor is a counted timeout or still in
+    // flight) holds at any instant but the moment between an attempt leaving the simulator and
+    // the client counting it, which one snapshot can catch under load: take a few snapshots,
+    // the fault still on, and judge the first consistent one (or the last).
+    let timeouts_since = |m: &str| {
+        metric(m, "vetric_cvepro_calls_total", &[("outcome", "timeout")])
+            - metric(&m0, "vetric_cvepro_calls_total", &[("outcome", "timeout")])
+    };
+    let (mut calls_seen, mut in_flight, mut m1) = (during, h.sim.in_flight(), h.metrics().await);
+    for _ in 0..5 {
+        let timeouts = timeouts_since(&m1) as u64;
+        if timeouts > 0 && timeouts + in_flight.now >= calls_seen.total - before.total {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        calls_seen = h.sim.calls();
+        in_flight = h.sim.in_flight();
+        m1 = h.metrics().await;
+    }
     h.sim.clear_fault(FaultKind::Hang);
     let clear_at = Instant::now();
     let clear_wall = Utc::now();
@@ -880,14 +897,13 @@ async fn r1_hanging_vendor_every_call_ends_at_its_timeout() {
     v.extend(last_good_violations(&in_hang, fault_wall, &plan, start));
 
     let calls_during = during.total - before.total;
-    let timeouts = metric(&m1, "vetric_cvepro_calls_total", &[("outcome", "timeout")])
-        - metric(&m0, "vetric_cvepro_calls_total", &[("outcome", "timeout")]);
-    let timeouts = timeouts as u64;
+    let timeouts = timeouts_since(&m1) as u64;
     // Every call that reached the hanging vendor ended as a timeout, except those still
     // waiting when the counters were read (at most the calls of one cycle).
-    if timeouts == 0 || timeouts + in_flight.now < calls_during {
+    let calls_counted = calls_seen.total - before.total;
+    if timeouts == 0 || timeouts + in_flight.now < calls_counted {
         v.push(format!(
-            "{calls_during} calls reached the hanging vendor but only {timeouts} ended at the \
+            "{calls_counted} calls reached the hanging vendor but only {timeouts} ended at the \
              timeout ({} still in flight)",
             in_flight.now
         ));
